@@ -1,0 +1,79 @@
+"""tf.data pipelines: training windows and evaluation batches.
+
+Shapes (ids follow ``input_pipeline.schema``: 0 = padding, items 1..N):
+- training elements: ``(inputs, targets)``, both [batch, max_len] int32, left
+  padded; ``targets[t]`` is the item after ``inputs[t]`` (0 where ``inputs[t]``
+  is padding).
+- evaluation elements: ``{"inputs": [batch, max_len], "history": [batch, H],
+  "target": [batch]}``: the most recent ``max_len`` history items, the user's
+  whole history (0-padded to the batch's longest, for masking) and the item to
+  rank.
+Windows are cut once with NumPy; per step, tf.data only shuffles, batches and
+prefetches.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from input_pipeline.schema import PADDING_ID
+
+
+def left_pad(sequences: Sequence[np.ndarray], length: int) -> np.ndarray:
+    """[len(sequences), length] int32: each sequence's last ``length`` items, right-aligned."""
+    padded = np.full((len(sequences), length), PADDING_ID, dtype=np.int32)
+    for row, sequence in enumerate(sequences):
+        tail = sequence[-length:]
+        if len(tail):
+            padded[row, length - len(tail):] = tail
+    return padded
+
+
+def training_windows(sequences: Sequence[np.ndarray], max_len: int, stride: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Cut each training sequence into windows predicting the next item at every position.
+
+    A window of ``max_len + 1`` consecutive items gives ``max_len`` (input,
+    target) pairs. Windows end at the sequence's last item and then every
+    ``stride`` items earlier (``stride=0`` means ``max_len``: windows that tile
+    the history without overlap), so every training target is used.
+    """
+    stride = stride or max_len
+    windows = []
+    for sequence in sequences:
+        for end in range(len(sequence), 1, -stride):
+            windows.append(sequence[max(0, end - max_len - 1):end])
+    inputs = left_pad([w[:-1] for w in windows], max_len)
+    targets = left_pad([w[1:] for w in windows], max_len)
+    return inputs, targets
+
+
+def training_dataset(windows: tuple[np.ndarray, np.ndarray], batch_size: int, seed: int) -> tf.data.Dataset:
+    """Shuffled (seeded, reshuffled each epoch), batched, prefetched training windows."""
+    inputs, targets = windows
+    if len(inputs) == 0:
+        raise ValueError("no training windows: every training sequence has fewer than 2 items")
+    dataset = tf.data.Dataset.from_tensor_slices((inputs, targets))
+    dataset = dataset.shuffle(len(inputs), seed=seed, reshuffle_each_iteration=True)
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def evaluation_dataset(
+    histories: Sequence[np.ndarray], targets: np.ndarray, max_len: int, batch_size: int
+) -> tf.data.Dataset:
+    """Batches of (model input, whole history for masking, target), in user order."""
+    lengths = np.array([len(h) for h in histories], dtype=np.int64)
+    flat = np.concatenate(histories).astype(np.int32) if len(histories) else np.zeros([0], np.int32)
+    elements = {
+        "inputs": left_pad(histories, max_len),
+        "history": tf.RaggedTensor.from_row_lengths(flat, lengths),
+        "target": np.asarray(targets, dtype=np.int32),
+    }
+    dataset = tf.data.Dataset.from_tensor_slices(elements).batch(batch_size)
+    return dataset.map(_dense_history, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def _dense_history(element: dict) -> dict:
+    return dict(element, history=element["history"].to_tensor(PADDING_ID))

@@ -1,0 +1,1 @@
+"""Readers, one per raw file layout; each only turns rows into ``schema.Interactions``."""

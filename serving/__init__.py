@@ -1,0 +1,1 @@
+"""Serving: SavedModel export for TF Serving and its clients (grows with the serving work)."""

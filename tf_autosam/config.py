@@ -1,0 +1,94 @@
+"""Every hyper-parameter of a run, in one dataclass, with named presets.
+
+The CLI builds its flags from the fields below (their ``help`` metadata is the
+flag's help text), a preset overrides the defaults, and explicit flags override
+the preset. A run saves the resolved object as ``config.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Optional
+
+
+def _field(default: Any, help: str, choices: Optional[tuple] = None) -> Any:
+    metadata = {"help": help}
+    if choices is not None:
+        metadata["choices"] = choices
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+@dataclasses.dataclass
+class TrainerConfig:
+    """The resolved configuration of one training run."""
+
+    # Data.
+    dataset: str = _field("ml100k", "Dataset name: ml100k (MovieLens-100K, fetched and cached) or csv (--data_path).")
+    data_path: Optional[str] = _field(None, "Interaction CSV with header user_id,item_id,timestamp (for --dataset=csv).")
+    data_dir: Optional[str] = _field(None, "Cache directory for raw and prepared data (default: $TF_AUTOSAM_DATA_DIR or ~/.cache/tf_autosam).")
+    dedupe: bool = _field(True, "Drop exact duplicate (user, item, timestamp) rows before building sequences.")
+    k_core: int = _field(0, "Iterative k-core filter on users and items (0 = off).")
+    skip_bad_rows: bool = _field(False, "Skip malformed rows and report them instead of stopping at the first one.")
+
+    # Model.
+    model: str = _field("sasrec", "Model to train: sasrec, or popularity (most-popular baseline, no training).", ("sasrec", "popularity"))
+    max_len: int = _field(100, "Length of the input window (most recent items kept).")
+    hidden_size: int = _field(128, "Embedding and transformer width d.")
+    num_blocks: int = _field(2, "Number of transformer blocks.")
+    num_heads: int = _field(4, "Attention heads per block.")
+    ffn_size: int = _field(256, "Inner width of the feed-forward sub-layer.")
+    dropout: float = _field(0.1, "Dropout on embeddings, attention weights and sub-layer outputs.")
+    norm: str = _field("post", "Block layout: post (reference: LayerNorm(x + a*Sublayer(x))) or pre (pre-norm).", ("post", "pre"))
+    residual_scale_init: float = _field(1e-8, "Initial value of the learnable residual scale a of post-norm blocks.")
+
+    # Training.
+    epochs: int = _field(200, "Maximum number of epochs.")
+    batch_size: int = _field(128, "Training batch size (sequences).")
+    learning_rate: float = _field(1e-3, "Adam learning rate.")
+    num_negatives: int = _field(0, "Shared uniform negatives per batch for sampled softmax; 0 (or >= catalogue size) = full softmax.")
+    window_stride: int = _field(0, "Stride between training windows cut from one user's history; 0 = max_len (non-overlapping windows).")
+    patience: int = _field(10, "Epochs without validation NDCG@10 improvement before stopping (best weights are restored).")
+    seed: int = _field(42, "Seed for every random choice (initialisation, shuffling, dropout, negatives).")
+
+    # Evaluation.
+    eval_batch_size: int = _field(256, "Users per evaluation batch (the users x items score matrix is built one batch at a time).")
+    sampled_eval_negatives: int = _field(0, "Also report sampled metrics against this many random negatives (0 = off; secondary, labelled 'sampled').")
+
+    # Output.
+    run_dir: Optional[str] = _field(None, "Directory for this run's config, metrics, checkpoints and TensorBoard logs (default: runs/<dataset>-<model>-<time>).")
+    verbose: int = _field(1, "0 = quiet, 1 = progress bar per epoch, 2 = one line per epoch.")
+
+    def replace(self, **overrides: Any) -> "TrainerConfig":
+        unknown = set(overrides) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise ValueError(f"unknown config fields: {sorted(unknown)}")
+        return dataclasses.replace(self, **overrides)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "TrainerConfig":
+        return cls().replace(**json.loads(text))
+
+
+# The authors' reference values (AUTOSAM_SPEC sections 1 and 5): post-norm
+# blocks, 10,000 shared sampled negatives, max_len 100, patience 1.
+REFERENCE = dict(
+    max_len=100, hidden_size=128, num_blocks=2, num_heads=4, ffn_size=256,
+    dropout=0.1, norm="post", residual_scale_init=1e-8, batch_size=128,
+    learning_rate=1e-3, num_negatives=10_000, window_stride=0, patience=1,
+)
+
+# The reference architecture with the training recipe measured best on ML-100K
+# (BUILD_NOTES.md, "What makes SASRec strong here").
+DEFAULT = dict(REFERENCE, num_negatives=0, patience=10)
+
+PRESETS: dict[str, dict[str, Any]] = {"default": DEFAULT, "reference": REFERENCE}
+
+
+def preset(name: str) -> TrainerConfig:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(sorted(PRESETS))}")
+    return TrainerConfig().replace(**PRESETS[name])

@@ -1,0 +1,110 @@
+"""A self-attention block in the two layouts SASRec is used with.
+
+Shapes: ``x`` is [batch, length, d]; ``mask`` is the boolean attention mask
+[batch, 1, length, length] from :func:`causal_padding_mask` (True = may attend).
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+# Large negative added to masked attention logits. Finite, so a query whose keys
+# are all masked (a padding position) gets uniform weights instead of NaN; its
+# output is zeroed by the caller anyway.
+_MASKED_LOGIT = -1e9
+
+
+def truncated_normal() -> tf.keras.initializers.Initializer:
+    """A fresh N(0, 0.02) initializer: one instance per weight, or all weights start identical."""
+    return tf.keras.initializers.TruncatedNormal(stddev=0.02)
+
+
+def causal_padding_mask(valid: tf.Tensor) -> tf.Tensor:
+    """[batch, 1, L, L] mask: query t may attend to key s <= t when s is not padding."""
+    length = tf.shape(valid)[1]
+    causal = tf.linalg.band_part(tf.ones([length, length], tf.bool), -1, 0)
+    return tf.logical_and(causal[tf.newaxis, tf.newaxis], valid[:, tf.newaxis, tf.newaxis, :])
+
+
+class TransformerBlock(tf.keras.layers.Layer):
+    """Multi-head self-attention + GELU feed-forward, post-norm or pre-norm.
+
+    ``norm="post"`` is the reference block, ``x = LayerNorm(x + Dropout(a * f(x)))``
+    with a learnable residual scale ``a`` per sub-layer, initialised tiny so that
+    training starts from (almost) the identity. ``norm="pre"`` is
+    ``x = x + Dropout(f(LayerNorm(x)))``; its caller applies a final LayerNorm.
+    """
+
+    def __init__(
+        self,
+        hidden_size: int,
+        num_heads: int,
+        ffn_size: int,
+        dropout: float,
+        norm: str = "post",
+        residual_scale_init: float = 1e-8,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if hidden_size % num_heads:
+            raise ValueError(f"hidden_size {hidden_size} is not divisible by num_heads {num_heads}")
+        if norm not in ("post", "pre"):
+            raise ValueError(f"norm must be 'post' or 'pre', got {norm!r}")
+        self.hidden_size = hidden_size
+        self.num_heads = num_heads
+        self.ffn_size = ffn_size
+        self.dropout_rate = dropout
+        self.norm = norm
+        self.residual_scale_init = residual_scale_init
+        self.qkv = tf.keras.layers.Dense(3 * hidden_size, kernel_initializer=truncated_normal(), name="qkv")
+        self.attention_output = tf.keras.layers.Dense(hidden_size, kernel_initializer=truncated_normal(), name="attention_output")
+        self.ffn_inner = tf.keras.layers.Dense(ffn_size, activation="gelu", kernel_initializer=truncated_normal(), name="ffn_inner")
+        self.ffn_output = tf.keras.layers.Dense(hidden_size, kernel_initializer=truncated_normal(), name="ffn_output")
+        self.attention_norm = tf.keras.layers.LayerNormalization(epsilon=1e-6, name="attention_norm")
+        self.ffn_norm = tf.keras.layers.LayerNormalization(epsilon=1e-6, name="ffn_norm")
+        self.attention_dropout = tf.keras.layers.Dropout(dropout)
+        self.residual_dropout = tf.keras.layers.Dropout(dropout)
+
+    def build(self, input_shape):
+        if self.norm == "post":
+            scale_init = tf.keras.initializers.Constant(self.residual_scale_init)
+            self.attention_scale = self.add_weight("attention_scale", shape=[], initializer=scale_init)
+            self.ffn_scale = self.add_weight("ffn_scale", shape=[], initializer=scale_init)
+        super().build(input_shape)
+
+    def _attend(self, x: tf.Tensor, mask: tf.Tensor, training: bool) -> tf.Tensor:
+        batch, length = tf.shape(x)[0], tf.shape(x)[1]
+        head_size = self.hidden_size // self.num_heads
+        qkv = tf.reshape(self.qkv(x), [batch, length, 3, self.num_heads, head_size])
+        query, key, value = tf.unstack(qkv, axis=2)
+        logits = tf.einsum("bqhd,bkhd->bhqk", query, key) * (head_size ** -0.5)
+        logits = tf.where(mask, logits, _MASKED_LOGIT)
+        weights = self.attention_dropout(tf.nn.softmax(logits, axis=-1), training=training)
+        context = tf.einsum("bhqk,bkhd->bqhd", weights, value)
+        return self.attention_output(tf.reshape(context, [batch, length, self.hidden_size]))
+
+    def _feed_forward(self, x: tf.Tensor) -> tf.Tensor:
+        return self.ffn_output(self.ffn_inner(x))
+
+    def call(self, x: tf.Tensor, mask: tf.Tensor, training: bool = False) -> tf.Tensor:
+        if self.norm == "post":
+            update = self.attention_scale * self._attend(x, mask, training)
+            x = self.attention_norm(x + self.residual_dropout(update, training=training))
+            update = self.ffn_scale * self._feed_forward(x)
+            return self.ffn_norm(x + self.residual_dropout(update, training=training))
+        update = self._attend(self.attention_norm(x), mask, training)
+        x = x + self.residual_dropout(update, training=training)
+        update = self._feed_forward(self.ffn_norm(x))
+        return x + self.residual_dropout(update, training=training)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            hidden_size=self.hidden_size,
+            num_heads=self.num_heads,
+            ffn_size=self.ffn_size,
+            dropout=self.dropout_rate,
+            norm=self.norm,
+            residual_scale_init=self.residual_scale_init,
+        )
+        return config

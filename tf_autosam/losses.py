@@ -1,0 +1,50 @@
+"""Next-item cross-entropy, over the whole catalogue or over shared sampled negatives.
+
+Shapes: ``hidden`` [batch, L, d]; ``targets`` [batch, L] int32 item ids with 0
+where a position has no target (padding); ``item_table`` [N + 1, d] (row 0 =
+padding). Losses are means over the positions that have a target.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from input_pipeline.schema import PADDING_ID
+
+_EXCLUDED_LOGIT = -1e9
+
+
+def _masked_mean(per_position: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
+    weights = tf.cast(tf.not_equal(targets, PADDING_ID), per_position.dtype)
+    return tf.reduce_sum(per_position * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
+
+
+def full_softmax_loss(hidden: tf.Tensor, targets: tf.Tensor, item_table: tf.Tensor) -> tf.Tensor:
+    """Exact softmax cross-entropy over items 1..N (the padding id is never a class)."""
+    logits = tf.matmul(hidden, item_table, transpose_b=True)
+    is_padding_column = tf.one_hot(PADDING_ID, tf.shape(item_table)[0], on_value=True, off_value=False)
+    logits = tf.where(is_padding_column, _EXCLUDED_LOGIT, logits)
+    per_position = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits)
+    return _masked_mean(per_position, targets)
+
+
+def sampled_softmax_loss(
+    hidden: tf.Tensor, targets: tf.Tensor, item_table: tf.Tensor, negatives: tf.Tensor
+) -> tf.Tensor:
+    """Softmax over [positive, shared negatives]; a negative equal to the positive is masked.
+
+    ``negatives`` [num_negatives] item ids shared by the whole batch. Given every
+    item 1..N as negatives this equals :func:`full_softmax_loss` exactly.
+    """
+    positive = tf.reduce_sum(hidden * tf.gather(item_table, targets), axis=-1, keepdims=True)
+    negative = tf.einsum("bld,nd->bln", hidden, tf.gather(item_table, negatives))
+    accidental_hit = tf.equal(targets[..., tf.newaxis], negatives[tf.newaxis, tf.newaxis, :])
+    negative = tf.where(accidental_hit, _EXCLUDED_LOGIT, negative)
+    logits = tf.concat([positive, negative], axis=-1)
+    per_position = -tf.nn.log_softmax(logits, axis=-1)[..., 0]
+    return _masked_mean(per_position, targets)
+
+
+def uniform_negatives(num_negatives: int, num_items: int, seed: tf.Tensor) -> tf.Tensor:
+    """``num_negatives`` item ids drawn uniformly (with replacement) from 1..N, from a stateless seed."""
+    return tf.random.stateless_uniform([num_negatives], seed, minval=1, maxval=num_items + 1, dtype=tf.int32)

@@ -1,0 +1,45 @@
+"""One directory per run: config, per-epoch and final metrics, checkpoints, TensorBoard logs.
+
+Every file is written atomically (temporary file + rename), so a run killed
+mid-write never leaves a truncated JSON behind.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import pathlib
+from typing import Any, Optional
+
+from input_pipeline.cache import atomic_write_text
+
+
+class RunDirectory:
+    """Paths and atomic writers for one run's outputs."""
+
+    def __init__(self, path: pathlib.Path):
+        self.path = pathlib.Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    @classmethod
+    def create(cls, run_dir: Optional[str], dataset: str, model: str) -> "RunDirectory":
+        if run_dir is None:
+            stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+            run_dir = f"runs/{dataset}-{model}-{stamp}"
+        return cls(pathlib.Path(run_dir))
+
+    @property
+    def checkpoint_dir(self) -> pathlib.Path:
+        return self.path / "checkpoints"
+
+    @property
+    def tensorboard_dir(self) -> pathlib.Path:
+        return self.path / "tensorboard"
+
+    def write_text(self, name: str, text: str) -> pathlib.Path:
+        target = self.path / name
+        atomic_write_text(target, text)
+        return target
+
+    def write_json(self, name: str, content: Any) -> pathlib.Path:
+        return self.write_text(name, json.dumps(content, indent=2, sort_keys=True) + "\n")

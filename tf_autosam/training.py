@@ -1,0 +1,139 @@
+"""Fit orchestration: datasets, callbacks, early stopping, final evaluation, run directory."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import tensorflow as tf
+
+from input_pipeline import pipeline
+from input_pipeline.prepare import PreparedData
+from tf_autosam import models
+from tf_autosam.config import TrainerConfig
+from tf_autosam.evaluation import RankingEvaluator
+from tf_autosam.run_directory import RunDirectory
+
+SELECTION_METRIC = "NDCG@10"
+
+
+@dataclass
+class EvaluationData:
+    """The validation and test splits as evaluation datasets."""
+
+    validation: tf.data.Dataset
+    test: tf.data.Dataset
+
+    @classmethod
+    def from_prepared(cls, data: PreparedData, config: TrainerConfig) -> "EvaluationData":
+        def build(split):
+            histories, targets = split
+            return pipeline.evaluation_dataset(histories, targets, config.max_len, config.eval_batch_size)
+
+        return cls(validation=build(data.validation_examples()), test=build(data.test_examples()))
+
+
+class ValidationCallback(tf.keras.callbacks.Callback):
+    """Adds full-ranking validation metrics (``val_`` prefix) to each epoch's logs."""
+
+    def __init__(self, evaluator: RankingEvaluator, dataset: tf.data.Dataset):
+        super().__init__()
+        self.evaluator = evaluator
+        self.dataset = dataset
+
+    def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
+        if logs is not None:
+            logs.update({f"val_{k}": v for k, v in self.evaluator.evaluate(self.dataset).items()})
+
+
+class EpochRecorder(tf.keras.callbacks.Callback):
+    """Keeps every epoch's logs and rewrites ``epochs.json`` after each epoch."""
+
+    def __init__(self, run: RunDirectory, log: Callable[[str], None]):
+        super().__init__()
+        self.run = run
+        self.log = log
+        self.epochs: list[dict] = []
+        self._started = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: Optional[dict] = None) -> None:
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
+        record = {"epoch": epoch + 1, "seconds": time.perf_counter() - self._started}
+        record.update({k: float(v) for k, v in (logs or {}).items()})
+        self.epochs.append(record)
+        self.run.write_json("epochs.json", self.epochs)
+        self.log(
+            f"epoch {epoch + 1}: loss {record.get('loss', float('nan')):.4f}  "
+            f"val {SELECTION_METRIC} {record.get('val_' + SELECTION_METRIC, float('nan')):.4f}  "
+            f"({record['seconds']:.1f}s)"
+        )
+
+
+def seed_everything(seed: int) -> None:
+    """Seeds Python, NumPy and TensorFlow and makes TF kernels deterministic on CPU."""
+    tf.keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def _write_config_summary(run: RunDirectory, config: TrainerConfig) -> None:
+    with tf.summary.create_file_writer(str(run.tensorboard_dir / "config")).as_default():
+        tf.summary.text("config", "```\n" + config.to_json() + "\n```", step=0)
+
+
+def fit_sasrec(
+    model: tf.keras.Model, config: TrainerConfig, data: PreparedData, evaluator: RankingEvaluator,
+    validation: tf.data.Dataset, run: RunDirectory, log: Callable[[str], None],
+) -> dict:
+    """Fits with early stopping on validation NDCG@10 and leaves the best epoch's weights in ``model``."""
+    windows = pipeline.training_windows(data.train_sequences(), config.max_len, config.window_stride)
+    log(f"training windows per epoch: {len(windows[0])}")
+    train = pipeline.training_dataset(windows, config.batch_size, config.seed)
+    model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
+    monitor = f"val_{SELECTION_METRIC}"
+    stopper = tf.keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=config.patience, restore_best_weights=True)
+    recorder = EpochRecorder(run, log)
+    callbacks = [
+        ValidationCallback(evaluator, validation),
+        stopper,
+        tf.keras.callbacks.ModelCheckpoint(
+            str(run.checkpoint_dir / "best"), monitor=monitor, mode="max", save_best_only=True, save_weights_only=True
+        ),
+        tf.keras.callbacks.TensorBoard(str(run.tensorboard_dir), update_freq="epoch", profile_batch=0),
+        recorder,
+    ]
+    _write_config_summary(run, config)
+    model.fit(train, epochs=config.epochs, callbacks=callbacks, verbose=1 if config.verbose == 1 else 0)
+    return {"best_epoch": recorder.epochs[stopper.best_epoch]["epoch"], "epochs_run": len(recorder.epochs)}
+
+
+def build_model(config: TrainerConfig, data: PreparedData) -> tf.keras.Model:
+    if config.model == "popularity":
+        return models.PopularityModel(models.popularity_counts(data.train_sequences(), data.num_items))
+    return models.build_sasrec(config, data.num_items)
+
+
+def run_training(config: TrainerConfig, data: PreparedData, run: RunDirectory, log: Callable[[str], None] = print) -> dict:
+    """Trains the configured model, evaluates its best epoch and writes ``metrics.json``."""
+    seed_everything(config.seed)
+    run.write_text("config.json", config.to_json())
+    evaluation = EvaluationData.from_prepared(data, config)
+    model = build_model(config, data)
+    evaluator = RankingEvaluator(model, sampled_negatives=config.sampled_eval_negatives, seed=config.seed)
+    started = time.perf_counter()
+    summary = {"best_epoch": 0, "epochs_run": 0}
+    if config.model != "popularity":
+        summary = fit_sasrec(model, config, data, evaluator, evaluation.validation, run, log)
+    results = {
+        "model": config.model,
+        "dataset": config.dataset,
+        **summary,
+        "train_seconds": time.perf_counter() - started,
+        "validation": evaluator.evaluate(evaluation.validation),
+        "test": evaluator.evaluate(evaluation.test),
+        "preparation": data.report.to_dict(),
+    }
+    run.write_json("metrics.json", results)
+    return results
