@@ -2,7 +2,8 @@
 
 Shapes: ``hidden`` [batch, L, d]; ``targets`` [batch, L] int32 item ids with 0
 where a position has no target (padding); ``item_table`` [N + 1, d] (row 0 =
-padding). Losses are means over the positions that have a target.
+padding). Losses are means over the positions that have a target; only those
+positions are scored, so padding costs no [*, N + 1] logits.
 """
 
 from __future__ import annotations
@@ -14,18 +15,23 @@ from input_pipeline.schema import PADDING_ID
 _EXCLUDED_LOGIT = -1e9
 
 
-def _masked_mean(per_position: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
-    weights = tf.cast(tf.not_equal(targets, PADDING_ID), per_position.dtype)
-    return tf.reduce_sum(per_position * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
+def _targeted(hidden: tf.Tensor, targets: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """[n, d] hidden states and [n] targets of the n positions that have a target."""
+    has_target = tf.not_equal(targets, PADDING_ID)
+    return tf.boolean_mask(hidden, has_target), tf.boolean_mask(targets, has_target)
+
+
+def _mean(per_position: tf.Tensor) -> tf.Tensor:
+    return tf.math.divide_no_nan(tf.reduce_sum(per_position), tf.cast(tf.size(per_position), per_position.dtype))
 
 
 def full_softmax_loss(hidden: tf.Tensor, targets: tf.Tensor, item_table: tf.Tensor) -> tf.Tensor:
     """Exact softmax cross-entropy over items 1..N (the padding id is never a class)."""
+    hidden, targets = _targeted(hidden, targets)
     logits = tf.matmul(hidden, item_table, transpose_b=True)
     is_padding_column = tf.one_hot(PADDING_ID, tf.shape(item_table)[0], on_value=True, off_value=False)
     logits = tf.where(is_padding_column, _EXCLUDED_LOGIT, logits)
-    per_position = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits)
-    return _masked_mean(per_position, targets)
+    return _mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits))
 
 
 def sampled_softmax_loss(
@@ -36,13 +42,13 @@ def sampled_softmax_loss(
     ``negatives`` [num_negatives] item ids shared by the whole batch. Given every
     item 1..N as negatives this equals :func:`full_softmax_loss` exactly.
     """
+    hidden, targets = _targeted(hidden, targets)
     positive = tf.reduce_sum(hidden * tf.gather(item_table, targets), axis=-1, keepdims=True)
-    negative = tf.einsum("bld,nd->bln", hidden, tf.gather(item_table, negatives))
-    accidental_hit = tf.equal(targets[..., tf.newaxis], negatives[tf.newaxis, tf.newaxis, :])
+    negative = tf.matmul(hidden, tf.gather(item_table, negatives), transpose_b=True)
+    accidental_hit = tf.equal(targets[:, tf.newaxis], negatives[tf.newaxis, :])
     negative = tf.where(accidental_hit, _EXCLUDED_LOGIT, negative)
     logits = tf.concat([positive, negative], axis=-1)
-    per_position = -tf.nn.log_softmax(logits, axis=-1)[..., 0]
-    return _masked_mean(per_position, targets)
+    return _mean(-tf.nn.log_softmax(logits, axis=-1)[:, 0])
 
 
 def uniform_negatives(num_negatives: int, num_items: int, seed: tf.Tensor) -> tf.Tensor:

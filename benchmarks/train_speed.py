@@ -1,0 +1,94 @@
+"""Training speed: sequences/s, ms/step, FLOPs per sequence and achieved GFLOP/s.
+
+    python benchmarks/train_speed.py [--preset=default] [--max_len=100] [--batch_size=128]
+
+Runs the real training step (``model.fit``) on full-length synthetic windows
+with the ML-100K catalogue size, and, in the same process, measures this
+machine's own fp32 matmul rate for scale. Shared machines are noisy: every
+figure is the median of ``--repeats`` timed runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import tf_autosam  # noqa: F401  (selects tf-keras before TensorFlow loads)
+import numpy as np
+import tensorflow as tf
+
+from tf_autosam import models
+from tf_autosam.config import TrainerConfig, preset
+
+ML100K_ITEMS = 1682
+
+
+def training_flops_per_sequence(config: TrainerConfig, num_items: int) -> float:
+    """Multiply-adds x2 of a forward pass, x3 for forward + backward (full softmax)."""
+    d, length, ffn = config.hidden_size, config.max_len, config.ffn_size
+    per_token_block = 2 * d * 3 * d + 2 * 2 * length * d + 2 * d * d + 2 * 2 * d * ffn
+    per_token = config.num_blocks * per_token_block + 2 * d * (num_items + 1)
+    return 3.0 * per_token * length
+
+
+def matmul_gflops(shape_a: tuple[int, int], shape_b: tuple[int, int], repeats: int = 5) -> float:
+    a, b = tf.random.normal(shape_a), tf.random.normal(shape_b)
+    product = tf.function(tf.matmul)
+    product(a, b).numpy()
+    calls = max(1, int(2e10 // (2 * shape_a[0] * shape_a[1] * shape_b[1])))
+    rates = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        for _ in range(calls):
+            result = product(a, b)
+        result.numpy()
+        rates.append(2 * shape_a[0] * shape_a[1] * shape_b[1] * calls / (time.perf_counter() - started) / 1e9)
+    return statistics.median(rates)
+
+
+def training_seconds_per_step(config: TrainerConfig, num_items: int, steps: int, repeats: int) -> float:
+    tf.keras.utils.set_random_seed(config.seed)
+    model = models.build_sasrec(config, num_items)
+    model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
+    rng = np.random.default_rng(config.seed)
+    shape = (config.batch_size * steps, config.max_len)
+    windows = (rng.integers(1, num_items + 1, size=shape, dtype=np.int32), rng.integers(1, num_items + 1, size=shape, dtype=np.int32))
+    dataset = tf.data.Dataset.from_tensor_slices(windows).batch(config.batch_size).cache()
+    model.fit(dataset.take(3), verbose=0)
+    timings = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        model.fit(dataset, verbose=0)
+        timings.append((time.perf_counter() - started) / steps)
+    return statistics.median(timings)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="default", help="Config preset to time.")
+    parser.add_argument("--max_len", type=int, default=100, help="Window length.")
+    parser.add_argument("--batch_size", type=int, default=128, help="Sequences per step.")
+    parser.add_argument("--num_items", type=int, default=ML100K_ITEMS, help="Catalogue size (full softmax over it).")
+    parser.add_argument("--steps", type=int, default=20, help="Steps per timed run.")
+    parser.add_argument("--repeats", type=int, default=5, help="Timed runs; the median is reported.")
+    args = parser.parse_args()
+    config = preset(args.preset).replace(max_len=args.max_len, batch_size=args.batch_size, num_negatives=0)
+
+    machine_large = matmul_gflops((2048, 2048), (2048, 2048))
+    machine_block = matmul_gflops((config.batch_size * config.max_len, config.hidden_size), (config.hidden_size, config.hidden_size))
+    step = training_seconds_per_step(config, args.num_items, args.steps, args.repeats)
+    flops = training_flops_per_sequence(config, args.num_items)
+    sequences_per_second = config.batch_size / step
+    print(f"threads: intra-op {tf.config.threading.get_intra_op_parallelism_threads() or 'auto'}, cpus visible {len(tf.config.list_physical_devices('CPU'))}")
+    print(f"machine fp32 matmul: {machine_large:.0f} GFLOP/s (2048x2048), {machine_block:.0f} GFLOP/s "
+          f"([{config.batch_size * config.max_len}x{config.hidden_size}]x[{config.hidden_size}x{config.hidden_size}])")
+    print(f"sasrec ({args.preset}, d {config.hidden_size}, {config.num_blocks} blocks, {config.num_heads} heads, "
+          f"max_len {config.max_len}, batch {config.batch_size}, {args.num_items} items, full softmax)")
+    print(f"  {sequences_per_second:.0f} sequences/s, {step * 1000:.1f} ms/step")
+    print(f"  {flops / 1e6:.0f} MFLOP per training sequence, {flops * sequences_per_second / 1e9:.0f} GFLOP/s achieved "
+          f"({flops * sequences_per_second / 1e9 / machine_large:.0%} of the 2048x2048 matmul rate)")
+
+
+if __name__ == "__main__":
+    main()
