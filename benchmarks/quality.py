@@ -15,6 +15,7 @@ import pathlib
 import statistics
 
 import tf_autosam  # noqa: F401  (selects tf-keras before TensorFlow loads)
+import tensorflow as tf
 from input_pipeline.cache import atomic_write_text
 from input_pipeline.datasets import load_dataset
 from tf_autosam.config import preset
@@ -35,8 +36,12 @@ def main() -> None:
     parser.add_argument("--max_lens", default="50,100", help="Comma-separated window lengths.")
     parser.add_argument("--seeds", type=int, default=3, help="Number of seeds (1..N) per setting.")
     parser.add_argument("--overrides", default="{}", help="JSON object of extra config overrides, e.g. '{\"dropout\": 0.3}'.")
+    parser.add_argument("--threads", type=int, default=0, help="TensorFlow intra-op threads (0 = all cores); run several scripts with 1 each to use cores in parallel.")
     parser.add_argument("--run_root", default="runs/quality", help="Where the runs and quality.json go.")
     args = parser.parse_args()
+    if args.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
 
     data = load_dataset(args.dataset, data_path=args.data_path, data_dir=args.data_dir)
     root = pathlib.Path(args.run_root)

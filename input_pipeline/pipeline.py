@@ -32,21 +32,31 @@ def left_pad(sequences: Sequence[np.ndarray], length: int) -> np.ndarray:
     return padded
 
 
-def training_windows(sequences: Sequence[np.ndarray], max_len: int, stride: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def training_windows(
+    sequences: Sequence[np.ndarray], max_len: int, stride: int = 0, new_targets_only: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """Cut each training sequence into windows predicting the next item at every position.
 
     A window of ``max_len + 1`` consecutive items gives ``max_len`` (input,
     target) pairs. Windows end at the sequence's last item and then every
     ``stride`` items earlier (``stride=0`` means ``max_len``: windows that tile
-    the history without overlap), so every training target is used.
+    the history without overlap), so every training target is used. With
+    overlapping windows, ``new_targets_only`` keeps only the targets a window
+    adds over the next one (its last ``stride`` positions, all positions of the
+    earliest window): each target is then trained once per epoch, always with
+    at least ``max_len - stride`` items of context where the history has them.
     """
     stride = stride or max_len
-    windows = []
+    windows, new_counts = [], []
     for sequence in sequences:
         for end in range(len(sequence), 1, -stride):
             windows.append(sequence[max(0, end - max_len - 1):end])
+            new_counts.append(stride if end - stride > 1 else max_len)
     inputs = left_pad([w[:-1] for w in windows], max_len)
     targets = left_pad([w[1:] for w in windows], max_len)
+    if new_targets_only:
+        old_positions = np.arange(max_len)[np.newaxis, :] < max_len - np.array(new_counts)[:, np.newaxis]
+        targets[old_positions] = PADDING_ID
     return inputs, targets
 
 

@@ -26,6 +26,17 @@ def test_windows_with_stride_one_end_at_every_item():
     np.testing.assert_array_equal(targets, [[5, 6], [0, 5]])
 
 
+def test_new_targets_only_trains_each_target_once_with_long_context():
+    sequence = np.arange(1, 12, dtype=np.int32)
+    inputs, targets = training_windows([sequence], max_len=4, stride=2, new_targets_only=True)
+    kept = targets[targets > 0]
+    assert sorted(kept.tolist()) == list(range(2, 12))  # every target exactly once
+    # Outside the earliest window, a target's input has the full 4-item context before it.
+    for row_inputs, row_targets in zip(inputs[:-1], targets[:-1]):
+        assert (row_inputs > 0).all() and (row_targets[:2] == 0).all()
+    np.testing.assert_array_equal(targets[-1], [0, 0, 2, 3])
+
+
 def test_training_dataset_is_seeded():
     windows = training_windows([np.arange(1, 40, dtype=np.int32)], max_len=4)
     first = [b[0].numpy() for b in training_dataset(windows, 3, seed=7)]

@@ -48,6 +48,7 @@ class TrainerConfig:
     learning_rate: float = _field(1e-3, "Adam learning rate.")
     num_negatives: int = _field(0, "Shared uniform negatives per batch for sampled softmax; 0 (or >= catalogue size) = full softmax.")
     window_stride: int = _field(0, "Stride between training windows cut from one user's history; 0 = max_len (non-overlapping windows).")
+    new_targets_only: bool = _field(False, "With overlapping windows (window_stride < max_len), train each target once: only on the positions a window adds.")
     patience: int = _field(10, "Epochs without validation NDCG@10 improvement before stopping (best weights are restored).")
     seed: int = _field(42, "Seed for every random choice (initialisation, shuffling, dropout, negatives).")
 

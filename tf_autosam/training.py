@@ -72,6 +72,10 @@ class EpochRecorder(tf.keras.callbacks.Callback):
         )
 
 
+def _silent(_: str) -> None:
+    pass
+
+
 def seed_everything(seed: int) -> None:
     """Seeds Python, NumPy and TensorFlow and makes TF kernels deterministic on CPU."""
     tf.keras.utils.set_random_seed(seed)
@@ -88,13 +92,16 @@ def fit_sasrec(
     validation: tf.data.Dataset, run: RunDirectory, log: Callable[[str], None],
 ) -> dict:
     """Fits with early stopping on validation NDCG@10 and leaves the best epoch's weights in ``model``."""
-    windows = pipeline.training_windows(data.train_sequences(), config.max_len, config.window_stride)
+    windows = pipeline.training_windows(
+        data.train_sequences(), config.max_len, config.window_stride, config.new_targets_only
+    )
     log(f"training windows per epoch: {len(windows[0])}")
     train = pipeline.training_dataset(windows, config.batch_size, config.seed)
     model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
     monitor = f"val_{SELECTION_METRIC}"
     stopper = tf.keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=config.patience, restore_best_weights=True)
-    recorder = EpochRecorder(run, log)
+    # verbose=1 shows Keras' progress bar, which already prints each epoch's metrics.
+    recorder = EpochRecorder(run, log if config.verbose == 2 else _silent)
     callbacks = [
         ValidationCallback(evaluator, validation),
         stopper,
