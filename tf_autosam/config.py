@@ -47,8 +47,8 @@ class TrainerConfig:
     batch_size: int = _field(128, "Training batch size (sequences).")
     learning_rate: float = _field(1e-3, "Adam learning rate.")
     num_negatives: int = _field(0, "Shared uniform negatives per batch for sampled softmax; 0 (or >= catalogue size) = full softmax.")
-    window_stride: int = _field(0, "Stride between training windows cut from one user's history; 0 = max_len (non-overlapping windows).")
-    new_targets_only: bool = _field(False, "With overlapping windows (window_stride < max_len), train each target once: only on the positions a window adds.")
+    window_overlap: float = _field(0.5, "Fraction of a training window shared with the next window cut from the same history (0 = non-overlapping).")
+    new_targets_only: bool = _field(False, "With overlapping windows, train each target once: only on the positions a window adds over the next.")
     patience: int = _field(10, "Epochs without validation NDCG@10 improvement before stopping (best weights are restored).")
     seed: int = _field(42, "Seed for every random choice (initialisation, shuffling, dropout, negatives).")
 
@@ -59,6 +59,11 @@ class TrainerConfig:
     # Output.
     run_dir: Optional[str] = _field(None, "Directory for this run's config, metrics, checkpoints and TensorBoard logs (default: runs/<dataset>-<model>-<time>).")
     verbose: int = _field(1, "0 = quiet, 1 = progress bar per epoch, 2 = one line per epoch.")
+
+    @property
+    def window_stride(self) -> int:
+        """Items between the ends of consecutive training windows of one user."""
+        return max(1, round(self.max_len * (1.0 - self.window_overlap)))
 
     def replace(self, **overrides: Any) -> "TrainerConfig":
         unknown = set(overrides) - {f.name for f in dataclasses.fields(self)}
@@ -79,12 +84,12 @@ class TrainerConfig:
 REFERENCE = dict(
     max_len=100, hidden_size=128, num_blocks=2, num_heads=4, ffn_size=256,
     dropout=0.1, norm="post", residual_scale_init=1e-8, batch_size=128,
-    learning_rate=1e-3, num_negatives=10_000, window_stride=0, patience=1,
+    learning_rate=1e-3, num_negatives=10_000, window_overlap=0.0, patience=1,
 )
 
 # The reference architecture with the training recipe measured best on ML-100K
 # (BUILD_NOTES.md, "What makes SASRec strong here").
-DEFAULT = dict(REFERENCE, num_negatives=0, patience=10)
+DEFAULT = dict(REFERENCE, num_negatives=0, dropout=0.3, window_overlap=0.5, patience=10)
 
 PRESETS: dict[str, dict[str, Any]] = {"default": DEFAULT, "reference": REFERENCE}
 
