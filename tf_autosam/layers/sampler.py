@@ -1,0 +1,46 @@
+"""The AutoSAM sampler: a keep probability for every behaviour in the window.
+
+Shapes: ``embeddings`` [batch, L, d] are the backbone's item + position
+embeddings of the full window (not detached: the policy loss reaches them);
+``valid`` [batch, L] bool marks real items. Output: keep probability [batch, L],
+exactly 0 at padding. Layout follows AUTOSAM_SPEC section 2:
+``h = TransformerBlock(E)``, ``u = Dense(d)(E)``,
+``pi = softmax(MLP([h ; u]) / tau)``, ``p = pi[..., 0]``.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from tf_autosam.layers.transformer import TransformerBlock, causal_padding_mask, truncated_normal
+
+
+class BehaviourSampler(tf.keras.layers.Layer):
+    """Scores how worth keeping each past behaviour is; ``tau`` flattens (> 1) or sharpens the policy."""
+
+    def __init__(
+        self,
+        hidden_size: int,
+        num_heads: int,
+        ffn_size: int,
+        dropout: float,
+        tau: float,
+        norm: str = "post",
+        residual_scale_init: float = 1e-8,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if tau <= 0:
+            raise ValueError(f"tau must be positive, got {tau}")
+        self.tau = tau
+        self.context = TransformerBlock(hidden_size, num_heads, ffn_size, dropout, norm, residual_scale_init, name="context")
+        self.projection = tf.keras.layers.Dense(hidden_size, kernel_initializer=truncated_normal(), name="projection")
+        self.mlp_hidden = tf.keras.layers.Dense(hidden_size, activation="relu", kernel_initializer=truncated_normal(), name="mlp_hidden")
+        self.mlp_output = tf.keras.layers.Dense(2, kernel_initializer=truncated_normal(), name="mlp_output")
+
+    def call(self, embeddings: tf.Tensor, valid: tf.Tensor, training: bool = False) -> tf.Tensor:
+        context = self.context(embeddings, causal_padding_mask(valid), training=training)
+        features = tf.concat([context, self.projection(embeddings)], axis=-1)
+        logits = self.mlp_output(self.mlp_hidden(features))
+        keep_probability = tf.nn.softmax(logits / self.tau, axis=-1)[..., 0]
+        return keep_probability * tf.cast(valid, keep_probability.dtype)
