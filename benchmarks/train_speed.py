@@ -49,7 +49,7 @@ def matmul_gflops(shape_a: tuple[int, int], shape_b: tuple[int, int], repeats: i
 
 def training_seconds_per_step(config: TrainerConfig, num_items: int, steps: int, repeats: int) -> float:
     tf.keras.utils.set_random_seed(config.seed)
-    model = models.build_sasrec(config, num_items)
+    model = models.build_recommender(config, num_items)
     model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
     rng = np.random.default_rng(config.seed)
     shape = (config.batch_size * steps, config.max_len)

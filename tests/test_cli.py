@@ -82,3 +82,13 @@ def test_help_documents_every_flag():
                  "--batch_size", "--seed", "--run_dir", "--num_negatives"):
         assert flag in text
     assert all(action.help for action in cli.build_parser()._actions)
+
+
+def test_autosam_trains_and_reports_its_step_metrics(tmp_path, tiny_csv):
+    run_dir = run_cli(tmp_path, tiny_csv, "autosam", "--model=autosam", "--epochs=2")
+    epochs = json.loads((run_dir / "epochs.json").read_text())
+    for name in ("recommendation_loss", "policy_loss", "keep_rate", "future_reward", "perplexity_reward"):
+        assert np.isfinite(epochs[-1][name])
+    assert 0.0 < epochs[-1]["keep_rate"] <= 1.0
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert 0.0 <= metrics["test"]["NDCG@10"] <= 1.0

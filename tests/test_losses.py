@@ -65,3 +65,11 @@ def test_uniform_negatives_cover_catalogue_and_never_padding():
     assert draws.min() == 1 and draws.max() == 7
     again = losses.uniform_negatives(5000, 7, tf.constant([3, 4], tf.int64)).numpy()
     np.testing.assert_array_equal(draws, again)
+
+
+def test_target_log_probabilities_average_to_the_full_loss(case):
+    hidden, targets, table = case
+    log_p = losses.target_log_probabilities(tf.constant(hidden), tf.constant(targets), tf.constant(table)).numpy()
+    assert np.all(log_p[targets == 0] == 0.0) and np.all(log_p[targets > 0] < 0.0)
+    full = losses.full_softmax_loss(tf.constant(hidden), tf.constant(targets), tf.constant(table)).numpy()
+    assert -log_p[targets > 0].mean() == pytest.approx(full, rel=1e-5)

@@ -32,7 +32,7 @@ class TrainerConfig:
     skip_bad_rows: bool = _field(False, "Skip malformed rows and report them instead of stopping at the first one.")
 
     # Model.
-    model: str = _field("sasrec", "Model to train: sasrec, or popularity (most-popular baseline, no training).", ("sasrec", "popularity"))
+    model: str = _field("sasrec", "Model to train: sasrec, autosam (SASRec fed by the learned behaviour sampler), or popularity (most-popular baseline, no training).", ("sasrec", "autosam", "popularity"))
     max_len: int = _field(100, "Length of the input window (most recent items kept).")
     hidden_size: int = _field(128, "Embedding and transformer width d.")
     num_blocks: int = _field(2, "Number of transformer blocks.")
@@ -41,6 +41,16 @@ class TrainerConfig:
     dropout: float = _field(0.1, "Dropout on embeddings, attention weights and sub-layer outputs.")
     norm: str = _field("post", "Block layout: post (reference: LayerNorm(x + a*Sublayer(x))) or pre (pre-norm).", ("post", "pre"))
     residual_scale_init: float = _field(1e-8, "Initial value of the learnable residual scale a of post-norm blocks.")
+
+    # AutoSAM sampler (AUTOSAM_SPEC sections 2 to 5).
+    tau: float = _field(5.0, "Sampler softmax temperature; larger flattens keep probabilities towards 0.5.")
+    base_rate: float = _field(1.0, "Base rate b of the sequence-perplexity reward; larger keeps more items.")
+    lambda1: float = _field(1e-2, "Weight of the future-prediction reward.")
+    lambda2: float = _field(1e-2, "Weight of the sequence-perplexity reward.")
+    gamma: float = _field(0.9, "Discount of the future-prediction reward-to-go.")
+    sampler_learning_rate: float = _field(0.1, "SGD learning rate of the sampler's own weights.")
+    inference_mode: str = _field("deterministic", "How the sampler acts at evaluation: deterministic (keep p >= 0.5, last item always), stochastic (Bernoulli draws averaged), keep_all (sampler off).", ("deterministic", "stochastic", "keep_all"))
+    inference_draws: int = _field(1, "Bernoulli draws averaged per user in stochastic inference (seeded, so reproducible).")
 
     # Training.
     epochs: int = _field(200, "Maximum number of epochs.")

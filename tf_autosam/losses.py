@@ -25,13 +25,25 @@ def _mean(per_position: tf.Tensor) -> tf.Tensor:
     return tf.math.divide_no_nan(tf.reduce_sum(per_position), tf.cast(tf.size(per_position), per_position.dtype))
 
 
+def _catalogue_logits(hidden: tf.Tensor, item_table: tf.Tensor) -> tf.Tensor:
+    """[..., N + 1] logits with the padding column excluded from the softmax."""
+    logits = tf.matmul(hidden, item_table, transpose_b=True)
+    is_padding_column = tf.one_hot(PADDING_ID, tf.shape(item_table)[0], on_value=True, off_value=False)
+    return tf.where(is_padding_column, _EXCLUDED_LOGIT, logits)
+
+
 def full_softmax_loss(hidden: tf.Tensor, targets: tf.Tensor, item_table: tf.Tensor) -> tf.Tensor:
     """Exact softmax cross-entropy over items 1..N (the padding id is never a class)."""
     hidden, targets = _targeted(hidden, targets)
-    logits = tf.matmul(hidden, item_table, transpose_b=True)
-    is_padding_column = tf.one_hot(PADDING_ID, tf.shape(item_table)[0], on_value=True, off_value=False)
-    logits = tf.where(is_padding_column, _EXCLUDED_LOGIT, logits)
+    logits = _catalogue_logits(hidden, item_table)
     return _mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits))
+
+
+def target_log_probabilities(hidden: tf.Tensor, targets: tf.Tensor, item_table: tf.Tensor) -> tf.Tensor:
+    """[batch, L] full-softmax log P(target) at every position, 0 where there is no target."""
+    logits = _catalogue_logits(hidden, item_table)
+    log_probability = -tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits)
+    return tf.where(tf.not_equal(targets, PADDING_ID), log_probability, 0.0)
 
 
 def sampled_softmax_loss(

@@ -47,6 +47,13 @@ class ValidationCallback(tf.keras.callbacks.Callback):
             logs.update({f"val_{k}": v for k, v in self.evaluator.evaluate(self.dataset).items()})
 
 
+class EpochTracker(tf.keras.callbacks.Callback):
+    """Keeps the model's in-graph ``epoch`` variable current (epoch-dependent schedules read it)."""
+
+    def on_epoch_begin(self, epoch: int, logs: Optional[dict] = None) -> None:
+        self.model.epoch.assign(epoch)
+
+
 class EpochRecorder(tf.keras.callbacks.Callback):
     """Keeps every epoch's logs and rewrites ``epochs.json`` after each epoch."""
 
@@ -87,7 +94,7 @@ def _write_config_summary(run: RunDirectory, config: TrainerConfig) -> None:
         tf.summary.text("config", "```\n" + config.to_json() + "\n```", step=0)
 
 
-def fit_sasrec(
+def fit_recommender(
     model: tf.keras.Model, config: TrainerConfig, data: PreparedData, evaluator: RankingEvaluator,
     validation: tf.data.Dataset, run: RunDirectory, log: Callable[[str], None],
 ) -> dict:
@@ -103,6 +110,7 @@ def fit_sasrec(
     # verbose=1 shows Keras' progress bar, which already prints each epoch's metrics.
     recorder = EpochRecorder(run, log if config.verbose == 2 else _silent)
     callbacks = [
+        EpochTracker(),
         ValidationCallback(evaluator, validation),
         stopper,
         tf.keras.callbacks.ModelCheckpoint(
@@ -119,7 +127,7 @@ def fit_sasrec(
 def build_model(config: TrainerConfig, data: PreparedData) -> tf.keras.Model:
     if config.model == "popularity":
         return models.PopularityModel(models.popularity_counts(data.train_sequences(), data.num_items))
-    return models.build_sasrec(config, data.num_items)
+    return models.build_recommender(config, data.num_items)
 
 
 def run_training(config: TrainerConfig, data: PreparedData, run: RunDirectory, log: Callable[[str], None] = print) -> dict:
@@ -132,7 +140,7 @@ def run_training(config: TrainerConfig, data: PreparedData, run: RunDirectory, l
     started = time.perf_counter()
     summary = {"best_epoch": 0, "epochs_run": 0}
     if config.model != "popularity":
-        summary = fit_sasrec(model, config, data, evaluator, evaluation.validation, run, log)
+        summary = fit_recommender(model, config, data, evaluator, evaluation.validation, run, log)
     results = {
         "model": config.model,
         "dataset": config.dataset,
