@@ -70,6 +70,7 @@ def main() -> None:
     parser.add_argument("--max_len", type=int, default=100, help="Window length.")
     parser.add_argument("--batch_size", type=int, default=128, help="Sequences per step.")
     parser.add_argument("--num_items", type=int, default=ML100K_ITEMS, help="Catalogue size (full softmax over it).")
+    parser.add_argument("--models", default="sasrec,autosam", help="Comma-separated models to time (sasrec first gives the step-time ratios).")
     parser.add_argument("--steps", type=int, default=20, help="Steps per timed run.")
     parser.add_argument("--repeats", type=int, default=5, help="Timed runs; the median is reported.")
     args = parser.parse_args()
@@ -77,18 +78,23 @@ def main() -> None:
 
     machine_large = matmul_gflops((2048, 2048), (2048, 2048))
     machine_block = matmul_gflops((config.batch_size * config.max_len, config.hidden_size), (config.hidden_size, config.hidden_size))
-    step = training_seconds_per_step(config, args.num_items, args.steps, args.repeats)
     flops = training_flops_per_sequence(config, args.num_items)
-    sequences_per_second = config.batch_size / step
-    print(f"threads: intra-op {tf.config.threading.get_intra_op_parallelism_threads() or 'auto'}, cpus visible {len(tf.config.list_physical_devices('CPU'))}")
+    print(f"threads: intra-op {tf.config.threading.get_intra_op_parallelism_threads() or 'auto'}")
     print(f"machine fp32 matmul: {machine_large:.0f} GFLOP/s (2048x2048), {machine_block:.0f} GFLOP/s "
           f"([{config.batch_size * config.max_len}x{config.hidden_size}]x[{config.hidden_size}x{config.hidden_size}])")
-    print(f"sasrec ({args.preset}, d {config.hidden_size}, {config.num_blocks} blocks, {config.num_heads} heads, "
-          f"max_len {config.max_len}, batch {config.batch_size}, {args.num_items} items, full softmax)")
-    print(f"  {sequences_per_second:.0f} sequences/s, {step * 1000:.1f} ms/step")
-    print(f"  {flops / 1e6:.0f} MFLOP per training sequence, {flops * sequences_per_second / 1e9:.0f} GFLOP/s achieved "
-          f"({flops * sequences_per_second / 1e9 / machine_large:.0%} of the 2048x2048 matmul rate)")
-
+    print(f"preset {args.preset}: d {config.hidden_size}, {config.num_blocks} blocks, {config.num_heads} heads, "
+          f"max_len {config.max_len}, batch {config.batch_size}, {args.num_items} items, full softmax; "
+          f"SASRec costs {flops / 1e6:.0f} MFLOP per training sequence")
+    baseline = None
+    for model in args.models.split(","):
+        step = training_seconds_per_step(config.replace(model=model), args.num_items, args.steps, args.repeats)
+        baseline = baseline or step
+        sequences_per_second = config.batch_size / step
+        line = f"  {model:<8} {sequences_per_second:6.0f} sequences/s  {step * 1000:7.1f} ms/step  step time x{step / baseline:.2f} of {args.models.split(',')[0]}"
+        if model == "sasrec":
+            achieved = flops * sequences_per_second / 1e9
+            line += f"  {achieved:.0f} GFLOP/s achieved ({achieved / machine_large:.0%} of the 2048x2048 matmul rate)"
+        print(line, flush=True)
 
 if __name__ == "__main__":
     main()
