@@ -4,12 +4,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tf_autosam.layers import BlockSettings
 from tf_autosam.layers.sampler import BehaviourSampler
 
 
 def make_sampler(tau):
     tf.keras.utils.set_random_seed(0)
-    return BehaviourSampler(hidden_size=16, num_heads=2, ffn_size=32, dropout=0.0, tau=tau, residual_scale_init=1.0)
+    return BehaviourSampler(BlockSettings(hidden_size=16, num_heads=2, ffn_size=32, dropout=0.0, residual_scale_init=1.0), tau=tau)
 
 
 def inputs():
@@ -43,4 +44,4 @@ def test_higher_tau_flattens_towards_one_half():
     flat = make_sampler(50.0)(embeddings, valid).numpy()[:, 2:]
     assert np.abs(flat - 0.5).max() < np.abs(sharp - 0.5).max()
     with pytest.raises(ValueError):
-        BehaviourSampler(16, 2, 32, 0.0, tau=0.0)
+        BehaviourSampler(BlockSettings(16, 2, 32, 0.0), tau=0.0)

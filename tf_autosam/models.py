@@ -15,6 +15,7 @@ from tf_autosam import losses, rewards
 from tf_autosam.backbones import SASRec
 from tf_autosam.compaction import compact
 from tf_autosam.config import TrainerConfig
+from tf_autosam.layers import BlockSettings
 from tf_autosam.layers.sampler import BehaviourSampler
 
 
@@ -156,29 +157,14 @@ class PopularityModel(tf.keras.Model):
         return tf.broadcast_to(self.item_counts[tf.newaxis], [tf.shape(inputs)[0], tf.shape(self.item_counts)[0]])
 
 
-def build_backbone(config: TrainerConfig, num_items: int) -> SASRec:
-    return SASRec(
-        num_items=num_items,
-        max_len=config.max_len,
-        hidden_size=config.hidden_size,
-        num_blocks=config.num_blocks,
-        num_heads=config.num_heads,
-        ffn_size=config.ffn_size,
-        dropout=config.dropout,
-        norm=config.norm,
-        residual_scale_init=config.residual_scale_init,
-        name="sasrec",
-    )
-
-
 def build_recommender(config: TrainerConfig, num_items: int) -> SequentialRecommender:
     """SASRec, or SASRec + AutoSAM sampler, built (weights created) for ``config``."""
-    backbone = build_backbone(config, num_items)
+    block = BlockSettings(
+        config.hidden_size, config.num_heads, config.ffn_size, config.dropout, config.norm, config.residual_scale_init
+    )
+    backbone = SASRec(num_items, config.max_len, config.num_blocks, block, name="sasrec")
     if config.model == "autosam":
-        sampler = BehaviourSampler(
-            config.hidden_size, config.num_heads, config.ffn_size, config.dropout, config.tau,
-            config.norm, config.residual_scale_init, name="sampler",
-        )
+        sampler = BehaviourSampler(block, config.tau, name="sampler")
         model = AutoSAMRecommender(backbone, sampler, config, name="autosam")
     else:
         model = SequentialRecommender(backbone, config.num_negatives, config.seed, name="sasrec_recommender")

@@ -14,38 +14,27 @@ from typing import Optional
 import tensorflow as tf
 
 from input_pipeline.schema import PADDING_ID
-from tf_autosam.layers import TransformerBlock, causal_padding_mask, truncated_normal
+from tf_autosam.layers import BlockSettings, TransformerBlock, causal_padding_mask, truncated_normal
 
 
 class SASRec(tf.keras.layers.Layer):
     """Self-attentive sequential recommender (Kang & McAuley, 2018) as one layer."""
 
-    def __init__(
-        self,
-        num_items: int,
-        max_len: int,
-        hidden_size: int,
-        num_blocks: int,
-        num_heads: int,
-        ffn_size: int,
-        dropout: float,
-        norm: str = "post",
-        residual_scale_init: float = 1e-8,
-        **kwargs,
-    ):
+    def __init__(self, num_items: int, max_len: int, num_blocks: int, block: BlockSettings, **kwargs):
         super().__init__(**kwargs)
         self.num_items = num_items
         self.max_len = max_len
-        self.norm = norm
+        self.norm = block.norm
+        hidden_size, dropout = block.hidden_size, block.dropout
         self.item_embedding = tf.keras.layers.Embedding(num_items + 1, hidden_size, embeddings_initializer=truncated_normal(), name="item_embedding")
         self.position_embedding = tf.keras.layers.Embedding(max_len, hidden_size, embeddings_initializer=truncated_normal(), name="position_embedding")
         self.embedding_norm = tf.keras.layers.LayerNormalization(epsilon=1e-6, name="embedding_norm")
         self.embedding_dropout = tf.keras.layers.Dropout(dropout)
         self.blocks = [
-            TransformerBlock(hidden_size, num_heads, ffn_size, dropout, norm, residual_scale_init, name=f"block_{i}")
+            TransformerBlock(block, name=f"block_{i}")
             for i in range(num_blocks)
         ]
-        self.final_norm = tf.keras.layers.LayerNormalization(epsilon=1e-6, name="final_norm") if norm == "pre" else None
+        self.final_norm = tf.keras.layers.LayerNormalization(epsilon=1e-6, name="final_norm") if block.norm == "pre" else None
 
     @property
     def item_table(self) -> tf.Tensor:

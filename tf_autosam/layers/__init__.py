@@ -1,5 +1,5 @@
 """Keras layers shared by the backbones (and, later, the sampler)."""
 
-from tf_autosam.layers.transformer import TransformerBlock, causal_padding_mask, truncated_normal
+from tf_autosam.layers.transformer import BlockSettings, TransformerBlock, causal_padding_mask, truncated_normal
 
-__all__ = ["TransformerBlock", "causal_padding_mask", "truncated_normal"]
+__all__ = ["BlockSettings", "TransformerBlock", "causal_padding_mask", "truncated_normal"]

@@ -12,28 +12,19 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tf_autosam.layers.transformer import TransformerBlock, causal_padding_mask, truncated_normal
+from tf_autosam.layers.transformer import BlockSettings, TransformerBlock, causal_padding_mask, truncated_normal
 
 
 class BehaviourSampler(tf.keras.layers.Layer):
     """Scores how worth keeping each past behaviour is; ``tau`` flattens (> 1) or sharpens the policy."""
 
-    def __init__(
-        self,
-        hidden_size: int,
-        num_heads: int,
-        ffn_size: int,
-        dropout: float,
-        tau: float,
-        norm: str = "post",
-        residual_scale_init: float = 1e-8,
-        **kwargs,
-    ):
+    def __init__(self, block: BlockSettings, tau: float, **kwargs):
         super().__init__(**kwargs)
         if tau <= 0:
             raise ValueError(f"tau must be positive, got {tau}")
         self.tau = tau
-        self.context = TransformerBlock(hidden_size, num_heads, ffn_size, dropout, norm, residual_scale_init, name="context")
+        hidden_size = block.hidden_size
+        self.context = TransformerBlock(block, name="context")
         self.projection = tf.keras.layers.Dense(hidden_size, kernel_initializer=truncated_normal(), name="projection")
         self.mlp_hidden = tf.keras.layers.Dense(hidden_size, activation="relu", kernel_initializer=truncated_normal(), name="mlp_hidden")
         self.mlp_output = tf.keras.layers.Dense(2, kernel_initializer=truncated_normal(), name="mlp_output")

@@ -6,6 +6,8 @@ Shapes: ``x`` is [batch, length, d]; ``mask`` is the boolean attention mask
 
 from __future__ import annotations
 
+import dataclasses
+
 import tensorflow as tf
 
 # Large negative added to masked attention logits. Finite, so a query whose keys
@@ -26,6 +28,24 @@ def causal_padding_mask(valid: tf.Tensor) -> tf.Tensor:
     return tf.logical_and(causal[tf.newaxis, tf.newaxis], valid[:, tf.newaxis, tf.newaxis, :])
 
 
+@dataclasses.dataclass(frozen=True)
+class BlockSettings:
+    """Hyper-parameters of one transformer block, shared by the backbone and the sampler."""
+
+    hidden_size: int
+    num_heads: int
+    ffn_size: int
+    dropout: float
+    norm: str = "post"
+    residual_scale_init: float = 1e-8
+
+    def __post_init__(self) -> None:
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
+        if self.norm not in ("post", "pre"):
+            raise ValueError(f"norm must be 'post' or 'pre', got {self.norm!r}")
+
+
 class TransformerBlock(tf.keras.layers.Layer):
     """Multi-head self-attention + GELU feed-forward, post-norm or pre-norm.
 
@@ -35,30 +55,16 @@ class TransformerBlock(tf.keras.layers.Layer):
     ``x = x + Dropout(f(LayerNorm(x)))``; its caller applies a final LayerNorm.
     """
 
-    def __init__(
-        self,
-        hidden_size: int,
-        num_heads: int,
-        ffn_size: int,
-        dropout: float,
-        norm: str = "post",
-        residual_scale_init: float = 1e-8,
-        **kwargs,
-    ):
+    def __init__(self, settings: BlockSettings, **kwargs):
         super().__init__(**kwargs)
-        if hidden_size % num_heads:
-            raise ValueError(f"hidden_size {hidden_size} is not divisible by num_heads {num_heads}")
-        if norm not in ("post", "pre"):
-            raise ValueError(f"norm must be 'post' or 'pre', got {norm!r}")
+        self.settings = settings
+        hidden_size, dropout = settings.hidden_size, settings.dropout
         self.hidden_size = hidden_size
-        self.num_heads = num_heads
-        self.ffn_size = ffn_size
-        self.dropout_rate = dropout
-        self.norm = norm
-        self.residual_scale_init = residual_scale_init
+        self.num_heads = settings.num_heads
+        self.norm = settings.norm
         self.qkv = tf.keras.layers.Dense(3 * hidden_size, kernel_initializer=truncated_normal(), name="qkv")
         self.attention_output = tf.keras.layers.Dense(hidden_size, kernel_initializer=truncated_normal(), name="attention_output")
-        self.ffn_inner = tf.keras.layers.Dense(ffn_size, activation="gelu", kernel_initializer=truncated_normal(), name="ffn_inner")
+        self.ffn_inner = tf.keras.layers.Dense(settings.ffn_size, activation="gelu", kernel_initializer=truncated_normal(), name="ffn_inner")
         self.ffn_output = tf.keras.layers.Dense(hidden_size, kernel_initializer=truncated_normal(), name="ffn_output")
         self.attention_norm = tf.keras.layers.LayerNormalization(epsilon=1e-6, name="attention_norm")
         self.ffn_norm = tf.keras.layers.LayerNormalization(epsilon=1e-6, name="ffn_norm")
@@ -67,7 +73,7 @@ class TransformerBlock(tf.keras.layers.Layer):
 
     def build(self, input_shape):
         if self.norm == "post":
-            scale_init = tf.keras.initializers.Constant(self.residual_scale_init)
+            scale_init = tf.keras.initializers.Constant(self.settings.residual_scale_init)
             self.attention_scale = self.add_weight("attention_scale", shape=[], initializer=scale_init)
             self.ffn_scale = self.add_weight("ffn_scale", shape=[], initializer=scale_init)
         super().build(input_shape)
@@ -98,13 +104,8 @@ class TransformerBlock(tf.keras.layers.Layer):
         return x + self.residual_dropout(update, training=training)
 
     def get_config(self):
-        config = super().get_config()
-        config.update(
-            hidden_size=self.hidden_size,
-            num_heads=self.num_heads,
-            ffn_size=self.ffn_size,
-            dropout=self.dropout_rate,
-            norm=self.norm,
-            residual_scale_init=self.residual_scale_init,
-        )
-        return config
+        return dict(super().get_config(), settings=dataclasses.asdict(self.settings))
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(BlockSettings(**config.pop("settings")), **config)
