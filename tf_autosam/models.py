@@ -55,10 +55,6 @@ class SequentialRecommender(tf.keras.Model):
         self.optimizer.minimize(loss, self.trainable_variables, tape=tape)
         return {"loss": loss}
 
-    def test_step(self, data):
-        inputs, targets = data
-        return {"loss": self.next_item_loss(self.backbone(inputs), targets)}
-
 
 class AutoSAMRecommender(SequentialRecommender):
     """SASRec trained on the behaviours a learned sampler keeps, sampler trained by REINFORCE.
