@@ -31,15 +31,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m tf_autosam.main",
         description="Train and evaluate a sequential recommender (full-ranking metrics, one run directory per run).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(
         "--preset", default="default", choices=sorted(config_lib.PRESETS),
-        help="Named set of hyper-parameters; explicit flags override it.",
+        help="Named set of hyper-parameters; explicit flags override it. [default: default]",
     )
+    defaults = config_lib.preset("default")
     for field in dataclasses.fields(config_lib.TrainerConfig):
         kind = _flag_type(field)
-        options = dict(help=field.metadata["help"], default=argparse.SUPPRESS)
+        help_text = f"{field.metadata['help']} [default preset: {getattr(defaults, field.name)}]"
+        options = dict(help=help_text, default=argparse.SUPPRESS)
         if kind is bool:
             options["action"] = argparse.BooleanOptionalAction
         else:
