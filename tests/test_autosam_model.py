@@ -32,7 +32,8 @@ def test_policy_gradient_reaches_sampler_and_embeddings_only():
     model = build()
     inputs, targets = batch()
     with tf.GradientTape() as tape:
-        policy_loss = model.step_losses(inputs, targets)["policy_loss"]
+        full_hidden, full_logp = model.full_window_pass(inputs, targets)
+        policy_loss = model.step_losses(inputs, targets, full_hidden, full_logp)["policy_loss"]
     variables = model.trainable_variables
     gradients = dict(zip([v.name for v in variables], tape.gradient(policy_loss, variables)))
     reached = {name for name, g in gradients.items() if g is not None and np.any(tf.convert_to_tensor(g).numpy() != 0)}

@@ -32,7 +32,7 @@ class TrainerConfig:
     skip_bad_rows: bool = _field(False, "Skip malformed rows and report them instead of stopping at the first one.")
 
     # Model.
-    model: str = _field("sasrec", "Model to train: sasrec, autosam (SASRec fed by the learned behaviour sampler), or popularity (most-popular baseline, no training).", ("sasrec", "autosam", "popularity"))
+    model: str = _field("autosam", "Model to train: sasrec, autosam (SASRec fed by the learned behaviour sampler), or popularity (most-popular baseline, no training).", ("sasrec", "autosam", "popularity"))
     max_len: int = _field(100, "Length of the input window (most recent items kept).")
     hidden_size: int = _field(128, "Embedding and transformer width d.")
     num_blocks: int = _field(2, "Number of transformer blocks.")
@@ -48,7 +48,12 @@ class TrainerConfig:
     lambda1: float = _field(1e-2, "Weight of the future-prediction reward.")
     lambda2: float = _field(1e-2, "Weight of the sequence-perplexity reward.")
     gamma: float = _field(0.9, "Discount of the future-prediction reward-to-go.")
-    sampler_learning_rate: float = _field(0.1, "SGD learning rate of the sampler's own weights.")
+    sampler_optimizer: str = _field("sgd", "Optimiser of the sampler's own weights (the recommender always uses Adam).", ("sgd", "adam"))
+    sampler_learning_rate: float = _field(0.1, "Learning rate of the sampler's own weights.")
+    normalize_rewards: bool = _field(False, "Standardise the total reward over each batch's real positions before the policy gradient (a baseline that makes the sampler's step size independent of the reward scale).")
+    sampler_surprise: bool = _field(False, "Give the sampler each behaviour's surprise: how much worse the backbone scores it, given the behaviours before it, than the user's average (costs one extra backbone pass at inference).")
+    target_keep_rate: Optional[float] = _field(None, "If set (0 < rate <= 1), pull the mean keep probability towards this rate with a quadratic penalty on the sampler; unset = the rewards alone decide.")
+    keep_rate_weight: float = _field(1.0, "Weight of the target_keep_rate penalty (squared distance of the batch's mean keep probability to the target).")
     inference_mode: str = _field("deterministic", "How the sampler acts at evaluation: deterministic (keep p >= 0.5, last item always), stochastic (Bernoulli draws averaged), keep_all (sampler off).", ("deterministic", "stochastic", "keep_all"))
     inference_draws: int = _field(1, "Bernoulli draws averaged per user in stochastic inference (seeded, so reproducible).")
 
@@ -75,6 +80,10 @@ class TrainerConfig:
         """Items between the ends of consecutive training windows of one user."""
         return max(1, round(self.max_len * (1.0 - self.window_overlap)))
 
+    def __post_init__(self) -> None:
+        if self.target_keep_rate is not None and not 0.0 < self.target_keep_rate <= 1.0:
+            raise ValueError(f"target_keep_rate must be in (0, 1], got {self.target_keep_rate}")
+
     def replace(self, **overrides: Any) -> "TrainerConfig":
         unknown = set(overrides) - {f.name for f in dataclasses.fields(self)}
         if unknown:
@@ -90,16 +99,24 @@ class TrainerConfig:
 
 
 # The authors' reference values (AUTOSAM_SPEC sections 1 and 5): post-norm
-# blocks, 10,000 shared sampled negatives, max_len 100, patience 1.
+# blocks, 10,000 shared sampled negatives, max_len 100, patience 1; the
+# sampler's tau 5, rewards scaled by 1e-2, SGD 0.1 and Bernoulli inference.
 REFERENCE = dict(
     max_len=100, hidden_size=128, num_blocks=2, num_heads=4, ffn_size=256,
     dropout=0.1, norm="post", residual_scale_init=1e-8, batch_size=128,
     learning_rate=1e-3, num_negatives=10_000, window_overlap=0.0, patience=1,
+    tau=5.0, base_rate=1.0, lambda1=1e-2, lambda2=1e-2, gamma=0.9, sampler_optimizer="sgd",
+    sampler_learning_rate=0.1, normalize_rewards=False, sampler_surprise=False, inference_mode="stochastic",
 )
 
 # The reference architecture with the training recipe measured best on ML-100K
-# (BUILD_NOTES.md, "What makes SASRec strong here").
-DEFAULT = dict(REFERENCE, num_negatives=0, dropout=0.3, window_overlap=0.5, patience=10)
+# (BUILD_NOTES.md, "What makes SASRec strong here"), and the sampler changes
+# that make its learning signal work (BUILD_NOTES.md, "Making the sampler learn").
+DEFAULT = dict(
+    REFERENCE, num_negatives=0, dropout=0.3, window_overlap=0.5, patience=10,
+    tau=1.0, normalize_rewards=True, sampler_optimizer="adam", sampler_learning_rate=3e-3, sampler_surprise=True,
+    inference_mode="deterministic",
+)
 
 PRESETS: dict[str, dict[str, Any]] = {"default": DEFAULT, "reference": REFERENCE}
 

@@ -55,7 +55,10 @@ def resolve_config(argv: Optional[Sequence[str]] = None) -> config_lib.TrainerCo
     parser = build_parser()
     arguments = vars(parser.parse_args(argv))
     base = config_lib.preset(arguments.pop("preset"))
-    resolved = base.replace(**arguments)
+    try:
+        resolved = base.replace(**arguments)
+    except ValueError as error:
+        parser.error(str(error))
     if resolved.dataset == "csv" and not resolved.data_path:
         parser.error("--dataset=csv needs --data_path=FILE")
     return resolved
@@ -83,6 +86,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     columns = [f"{name}@{k}" for k in DEFAULT_CUTOFFS for name in ("NDCG", "Recall", "MRR")]
     print(f"\n{config.model} on {config.dataset}, best epoch {results['best_epoch']} (full ranking, history masked)")
     print(format_table({"validation": results["validation"], "test": results["test"]}, columns))
+    if "inference_mode" in results:
+        print(f"sampler: {results['inference_mode']} inference keeps {results['test_keep_rate']:.1%} of test inputs; "
+              f"training keep rate {results['keep_rate']:.1%} (best epoch)")
     print(f"\nmetrics: {run.path / 'metrics.json'}")
     return 0
 

@@ -7,6 +7,8 @@ and id conventions are those of ``input_pipeline.pipeline``.
 
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 import tensorflow as tf
 
@@ -22,6 +24,9 @@ from tf_autosam.layers.sampler import BehaviourSampler
 class SequentialRecommender(tf.keras.Model):
     """Backbone + next-item cross-entropy at every position (full or sampled softmax)."""
 
+    # Quantities a training step reports; Keras shows and logs their epoch means.
+    LOGGED = ("loss",)
+
     def __init__(self, backbone: SASRec, num_negatives: int, seed: int, **kwargs):
         super().__init__(**kwargs)
         self.backbone = backbone
@@ -31,6 +36,17 @@ class SequentialRecommender(tf.keras.Model):
         self.seed = seed
         # Epoch counter kept in the graph (set by ``training.EpochTracker``) for epoch schedules.
         self.epoch = tf.Variable(0, trainable=False, dtype=tf.int64, name="epoch")
+        self.trackers = {name: tf.keras.metrics.Mean(name=name) for name in self.LOGGED}
+
+    @property
+    def metrics(self) -> list:
+        """Listed so that Keras resets them at every epoch: logs hold epoch means, not last-step values."""
+        return list(self.trackers.values())
+
+    def track(self, values: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        for name, tracker in self.trackers.items():
+            tracker.update_state(values[name])
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
 
     def call(self, inputs: tf.Tensor, training: bool = False) -> tf.Tensor:
         """[batch, N + 1] scores for the item after each input sequence."""
@@ -53,7 +69,13 @@ class SequentialRecommender(tf.keras.Model):
         with tf.GradientTape() as tape:
             loss = self.next_item_loss(self.backbone(inputs, training=True), targets)
         self.optimizer.minimize(loss, self.trainable_variables, tape=tape)
-        return {"loss": loss}
+        return self.track({"loss": loss})
+
+
+def _sampler_optimizer(config: TrainerConfig) -> tf.keras.optimizers.Optimizer:
+    if config.sampler_optimizer == "adam":
+        return tf.keras.optimizers.Adam(config.sampler_learning_rate)
+    return tf.keras.optimizers.SGD(config.sampler_learning_rate)
 
 
 class AutoSAMRecommender(SequentialRecommender):
@@ -63,18 +85,37 @@ class AutoSAMRecommender(SequentialRecommender):
     backbone's own embeddings; Bernoulli actions; the recommender loss on the
     compacted window; rewards from a no-gradient pass over the full window;
     ``loss = recommendation + policy``, the recommender's variables updated by
-    the compiled optimizer (Adam), the sampler's by its own SGD.
+    the compiled optimizer (Adam), the sampler's by its own optimiser.
     """
+
+    LOGGED = (
+        "loss", "recommendation_loss", "policy_loss", "keep_rate", "keep_probability",
+        "future_reward", "perplexity_reward",
+    )
 
     def __init__(self, backbone: SASRec, sampler: BehaviourSampler, config: TrainerConfig, **kwargs):
         super().__init__(backbone, config.num_negatives, config.seed, **kwargs)
         self.sampler = sampler
         self.settings = config
-        self.sampler_optimizer = tf.keras.optimizers.SGD(config.sampler_learning_rate)
+        self.sampler_optimizer = _sampler_optimizer(config)
 
-    def keep_probability(self, inputs: tf.Tensor, training: bool = False) -> tf.Tensor:
+    def keep_probability(self, inputs: tf.Tensor, full_hidden: Optional[tf.Tensor] = None, training: bool = False) -> tf.Tensor:
         """[batch, L] probability of keeping each behaviour (0 at padding)."""
-        return self.sampler(self.backbone.embed(inputs), tf.not_equal(inputs, PADDING_ID), training=training)
+        surprise = None
+        if self.settings.sampler_surprise:
+            if full_hidden is None:
+                full_hidden = self.backbone(inputs)
+            surprise = tf.stop_gradient(self.surprise(inputs, full_hidden))
+        return self.sampler(self.backbone.embed(inputs), tf.not_equal(inputs, PADDING_ID), surprise, training=training)
+
+    def surprise(self, inputs: tf.Tensor, full_hidden: tf.Tensor) -> tf.Tensor:
+        """[batch, L] -(score of x_t given x_<t), centred per user; 0 where x_t has no prefix."""
+        previous = tf.concat([tf.zeros_like(full_hidden[:, :1]), full_hidden[:, :-1]], axis=1)
+        score = tf.reduce_sum(previous * self.backbone.embed_items(inputs), axis=-1)
+        valid = tf.cast(tf.not_equal(inputs, PADDING_ID), tf.float32)
+        has_prefix = valid * tf.concat([tf.zeros_like(valid[:, :1]), valid[:, :-1]], axis=1)
+        mean = tf.math.divide_no_nan(tf.reduce_sum(score * has_prefix, 1, keepdims=True), tf.reduce_sum(has_prefix, 1, keepdims=True))
+        return (mean - score) * has_prefix
 
     def inference_keep(self, inputs: tf.Tensor, probability: tf.Tensor, draw: int = 0) -> tf.Tensor:
         """The evaluation/serving keep decision of ``settings.inference_mode``; the newest item is always kept."""
@@ -96,42 +137,68 @@ class AutoSAMRecommender(SequentialRecommender):
         scores = []
         for draw in range(draws):
             kept = compact(inputs, self.inference_keep(inputs, probability, draw), tf.zeros_like(inputs[:, -1]))
-            hidden = self.backbone(kept.items, kept.positions, training=training)[:, -1]
+            hidden = self.backbone(*_trim_to_longest(kept.items, kept.positions), training=training)[:, -1]
             scores.append(self.backbone.logits(hidden))
         return tf.add_n(scores) / float(draws)
 
-    def step_losses(self, inputs: tf.Tensor, targets: tf.Tensor) -> dict[str, tf.Tensor]:
-        """One step's losses and monitored quantities; call inside the gradient tape."""
+    def full_window_pass(self, inputs: tf.Tensor, targets: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """Hidden states [batch, L, d] and log P(target) [batch, L] of the full window, without dropout.
+
+        The rewards' reference point (and the sampler's surprise feature).
+        """
+        hidden = self.backbone(inputs)
+        return hidden, losses.target_log_probabilities(hidden, targets, self.backbone.item_table)
+
+    def step_losses(self, inputs: tf.Tensor, targets: tf.Tensor, full_hidden: tf.Tensor, full_logp: tf.Tensor) -> dict[str, tf.Tensor]:
+        """One step's losses and monitored quantities; call inside the gradient tape.
+
+        ``full_hidden`` and ``full_logp`` come from :meth:`full_window_pass`, computed
+        outside the tape so the reward pass keeps no activations for backprop.
+        """
         settings = self.settings
         valid = tf.not_equal(inputs, PADDING_ID)
         valid_float = tf.cast(valid, tf.float32)
-        full_logp = tf.stop_gradient(losses.target_log_probabilities(self.backbone(inputs), targets, self.backbone.item_table))
-        probability = self.keep_probability(inputs, training=True)
+        real = tf.reduce_sum(valid_float)
+        probability = self.keep_probability(inputs, full_hidden, training=True)
         draws = tf.random.stateless_uniform(tf.shape(probability), self.step_seed(stream=1))
         keep = tf.logical_and(draws < probability, valid)
         kept = compact(inputs, keep, targets[:, -1])
-        hidden = self.backbone(kept.items, kept.positions, training=True)
-        compacted_logp = tf.stop_gradient(losses.target_log_probabilities(hidden, kept.targets, self.backbone.item_table))
+        items, positions, kept_targets = _trim_to_longest(kept.items, kept.positions, kept.targets)
+        hidden = self.backbone(items, positions, training=True)
+        trimmed_logp = losses.target_log_probabilities(hidden, kept_targets, self.backbone.item_table)
+        if self.num_negatives == 0:
+            # The full-softmax loss is the mean of the log-probabilities the rewards use: no second softmax.
+            has_target = tf.cast(tf.not_equal(kept_targets, PADDING_ID), tf.float32)
+            recommendation_loss = -tf.math.divide_no_nan(tf.reduce_sum(trimmed_logp), tf.reduce_sum(has_target))
+        else:
+            recommendation_loss = self.next_item_loss(hidden, kept_targets)
+        compacted_logp = _left_pad_to(tf.stop_gradient(trimmed_logp), tf.shape(inputs)[1])
         actions = tf.cast(keep, tf.float32)
         future = rewards.future_prediction_reward(
             actions, probability, full_logp, compacted_logp, rewards.keep_threshold(self.epoch), settings.gamma
         )
         perplexity = rewards.sequence_perplexity_reward(actions, valid, full_logp, settings.base_rate)
         total_reward = (settings.lambda1 * future + settings.lambda2 * perplexity) * valid_float
-        real = tf.reduce_sum(valid_float)
+        if settings.normalize_rewards:
+            total_reward = rewards.standardize(total_reward, valid_float)
+        policy_loss = rewards.policy_loss(total_reward, actions, probability)
+        mean_probability = tf.reduce_sum(probability) / real
+        if settings.target_keep_rate is not None:
+            policy_loss += settings.keep_rate_weight * rewards.keep_rate_penalty(mean_probability, settings.target_keep_rate)
         return {
-            "recommendation_loss": self.next_item_loss(hidden, kept.targets),
-            "policy_loss": rewards.policy_loss(total_reward, actions, probability),
+            "recommendation_loss": recommendation_loss,
+            "policy_loss": policy_loss,
             "keep_rate": tf.reduce_sum(actions) / real,
-            "keep_probability": tf.reduce_sum(probability) / real,
+            "keep_probability": mean_probability,
             "future_reward": tf.reduce_sum(future * valid_float) / real,
             "perplexity_reward": tf.reduce_sum(perplexity * valid_float) / real,
         }
 
     def train_step(self, data):
         inputs, targets = data
+        full_hidden, full_logp = self.full_window_pass(inputs, targets)
         with tf.GradientTape() as tape:
-            results = self.step_losses(inputs, targets)
+            results = self.step_losses(inputs, targets, full_hidden, full_logp)
             loss = results["recommendation_loss"] + results["policy_loss"]
         sampler_variables = self.sampler.trainable_variables
         sampler_ids = {id(v) for v in sampler_variables}
@@ -139,7 +206,24 @@ class AutoSAMRecommender(SequentialRecommender):
         gradients = tape.gradient(loss, recommender_variables + sampler_variables)
         self.optimizer.apply_gradients(zip(gradients[: len(recommender_variables)], recommender_variables))
         self.sampler_optimizer.apply_gradients(zip(gradients[len(recommender_variables):], sampler_variables))
-        return {"loss": loss, **results}
+        return self.track({"loss": loss, **results})
+
+
+def _trim_to_longest(*compacted: tf.Tensor) -> tuple[tf.Tensor, ...]:
+    """Drops the leading slots that are padding in every row of a right-packed batch.
+
+    Compacted windows are shorter than the full one, so the backbone pass over
+    them costs only as much as the batch's longest kept sequence. Positions are
+    explicit, so the trimmed window means exactly what the full one did.
+    """
+    longest = tf.reduce_max(tf.reduce_sum(tf.cast(tf.not_equal(compacted[0], PADDING_ID), tf.int32), axis=1))
+    start = tf.shape(compacted[0])[1] - tf.maximum(longest, 1)
+    return tuple(tensor[:, start:] for tensor in compacted)
+
+
+def _left_pad_to(values: tf.Tensor, length: tf.Tensor) -> tf.Tensor:
+    """[batch, l] -> [batch, length] with zeros in front (undoes :func:`_trim_to_longest`)."""
+    return tf.pad(values, [[0, 0], [length - tf.shape(values)[1], 0]])
 
 
 class PopularityModel(tf.keras.Model):

@@ -72,6 +72,24 @@ def sequence_perplexity_reward(keep: tf.Tensor, valid: tf.Tensor, full_logp: tf.
     return (item_logp - mean + base_rate) * (2.0 * keep - 1.0) * has_prefix
 
 
+def standardize(total_reward: tf.Tensor, valid: tf.Tensor) -> tf.Tensor:
+    """Zero mean, unit variance over the batch's real positions (0 at padding).
+
+    Subtracting the mean is REINFORCE's constant baseline (variance reduction);
+    dividing by the spread makes the sampler's step size independent of the
+    reward weights, which otherwise scale it by 1e-2 and leave p near 0.5.
+    """
+    count = tf.maximum(tf.reduce_sum(valid), 1.0)
+    mean = tf.reduce_sum(total_reward * valid) / count
+    variance = tf.reduce_sum(tf.square(total_reward - mean) * valid) / count
+    return (total_reward - mean) * tf.math.rsqrt(variance + 1e-8) * valid
+
+
+def keep_rate_penalty(mean_keep_probability: tf.Tensor, target_keep_rate: float) -> tf.Tensor:
+    """(mean p - target)^2: a direct, differentiable pull of the sampler towards a keep rate."""
+    return tf.square(mean_keep_probability - target_keep_rate)
+
+
 def policy_loss(rewards: tf.Tensor, keep: tf.Tensor, keep_probability: tf.Tensor) -> tf.Tensor:
     """REINFORCE: mean over batch x L of R_t * -log pi(a_t); only ``keep_probability`` carries gradient."""
     action_probability = keep * keep_probability + (1.0 - keep) * (1.0 - keep_probability)

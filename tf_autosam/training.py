@@ -13,6 +13,7 @@ from input_pipeline.prepare import PreparedData
 from tf_autosam import models
 from tf_autosam.config import TrainerConfig
 from tf_autosam.evaluation import RankingEvaluator
+from tf_autosam.inspection import inference_keep_rate
 from tf_autosam.run_directory import RunDirectory
 
 SELECTION_METRIC = "NDCG@10"
@@ -72,8 +73,9 @@ class EpochRecorder(tf.keras.callbacks.Callback):
         record.update({k: float(v) for k, v in (logs or {}).items()})
         self.epochs.append(record)
         self.run.write_json("epochs.json", self.epochs)
+        trained = "  ".join(f"{name} {record[name]:.4f}" for name in self.model.LOGGED if name in record)
         self.log(
-            f"epoch {epoch + 1}: loss {record.get('loss', float('nan')):.4f}  "
+            f"epoch {epoch + 1}: {trained}  "
             f"val {SELECTION_METRIC} {record.get('val_' + SELECTION_METRIC, float('nan')):.4f}  "
             f"({record['seconds']:.1f}s)"
         )
@@ -121,7 +123,11 @@ def fit_recommender(
     ]
     _write_config_summary(run, config)
     model.fit(train, epochs=config.epochs, callbacks=callbacks, verbose=1 if config.verbose == 1 else 0)
-    return {"best_epoch": recorder.epochs[stopper.best_epoch]["epoch"], "epochs_run": len(recorder.epochs)}
+    best = recorder.epochs[stopper.best_epoch]
+    summary = {"best_epoch": best["epoch"], "epochs_run": len(recorder.epochs)}
+    if "keep_rate" in best:
+        summary["keep_rate"] = best["keep_rate"]
+    return summary
 
 
 def build_model(config: TrainerConfig, data: PreparedData) -> tf.keras.Model:
@@ -150,5 +156,8 @@ def run_training(config: TrainerConfig, data: PreparedData, run: RunDirectory, l
         "test": evaluator.evaluate(evaluation.test),
         "preparation": data.report.to_dict(),
     }
+    if isinstance(model, models.AutoSAMRecommender):
+        results["inference_mode"] = config.inference_mode
+        results["test_keep_rate"] = inference_keep_rate(model, evaluation.test)
     run.write_json("metrics.json", results)
     return results

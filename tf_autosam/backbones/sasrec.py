@@ -41,11 +41,15 @@ class SASRec(tf.keras.layers.Layer):
         """[N + 1, d] item embeddings; row 0 is the padding id and is never a candidate."""
         return self.item_embedding.embeddings
 
+    def embed_items(self, items: tf.Tensor) -> tf.Tensor:
+        """[batch, L, d] item embeddings only (the rows that score items)."""
+        return self.item_embedding(items)
+
     def embed(self, items: tf.Tensor, positions: Optional[tf.Tensor] = None) -> tf.Tensor:
         """Item + position embeddings [batch, L, d]; the sampler reads these too."""
         if positions is None:
             positions = tf.broadcast_to(tf.range(tf.shape(items)[1]) + (self.max_len - tf.shape(items)[1]), tf.shape(items))
-        return self.item_embedding(items) + self.position_embedding(positions)
+        return self.embed_items(items) + self.position_embedding(positions)
 
     def call(self, items: tf.Tensor, positions: Optional[tf.Tensor] = None, training: bool = False) -> tf.Tensor:
         valid = tf.not_equal(items, PADDING_ID)

@@ -10,6 +10,8 @@ exactly 0 at padding. Layout follows AUTOSAM_SPEC section 2:
 
 from __future__ import annotations
 
+from typing import Optional
+
 import tensorflow as tf
 
 from tf_autosam.layers.transformer import BlockSettings, TransformerBlock, causal_padding_mask, truncated_normal
@@ -29,9 +31,12 @@ class BehaviourSampler(tf.keras.layers.Layer):
         self.mlp_hidden = tf.keras.layers.Dense(hidden_size, activation="relu", kernel_initializer=truncated_normal(), name="mlp_hidden")
         self.mlp_output = tf.keras.layers.Dense(2, kernel_initializer=truncated_normal(), name="mlp_output")
 
-    def call(self, embeddings: tf.Tensor, valid: tf.Tensor, training: bool = False) -> tf.Tensor:
+    def call(self, embeddings: tf.Tensor, valid: tf.Tensor, surprise: Optional[tf.Tensor] = None, training: bool = False) -> tf.Tensor:
         context = self.context(embeddings, causal_padding_mask(valid), training=training)
-        features = tf.concat([context, self.projection(embeddings)], axis=-1)
+        features = [context, self.projection(embeddings)]
+        if surprise is not None:
+            features.append(surprise[..., tf.newaxis])
+        features = tf.concat(features, axis=-1)
         logits = self.mlp_output(self.mlp_hidden(features))
         keep_probability = tf.nn.softmax(logits / self.tau, axis=-1)[..., 0]
         return keep_probability * tf.cast(valid, keep_probability.dtype)

@@ -1,0 +1,117 @@
+"""What the behaviour sampler does: keep probabilities and decisions, per user or on average.
+
+    python -m tf_autosam.inspection --run_dir=runs/ml100k-autosam-... --user=196 --user=186
+
+prints, for each user's test-time input window (oldest first), every
+behaviour's raw item id, its keep probability and whether the run's inference
+mode keeps it. Shapes follow ``input_pipeline.pipeline`` ([batch, max_len],
+left padded, 0 = padding).
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from input_pipeline.pipeline import left_pad
+from input_pipeline.prepare import PreparedData
+from input_pipeline.schema import PADDING_ID
+from tf_autosam.config import TrainerConfig
+from tf_autosam.models import AutoSAMRecommender, build_recommender
+
+SPLITS = ("validation", "test")
+
+
+@dataclass(frozen=True)
+class SamplerDecision:
+    """One behaviour in a user's input window."""
+
+    position: int
+    item: str
+    keep_probability: float
+    kept: bool
+
+
+def sampler_decisions(model: AutoSAMRecommender, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """[batch, L] keep probabilities and [batch, L] bool decisions (the model's inference mode)."""
+    inputs = tf.convert_to_tensor(inputs, tf.int32)
+    probability = model.keep_probability(inputs)
+    return probability.numpy(), model.inference_keep(inputs, probability).numpy()
+
+
+def inference_keep_rate(model: AutoSAMRecommender, dataset: tf.data.Dataset) -> float:
+    """Share of real input behaviours the inference mode keeps over an evaluation dataset."""
+    kept = real = 0
+    for batch in dataset:
+        _, keep = sampler_decisions(model, batch["inputs"])
+        kept += int(keep.sum())
+        real += int(np.count_nonzero(batch["inputs"].numpy() != PADDING_ID))
+    return kept / max(real, 1)
+
+
+def describe_user(model: AutoSAMRecommender, data: PreparedData, raw_user: str, split: str = "test") -> list[SamplerDecision]:
+    """The sampler's view of one user's input window for ``split`` (oldest behaviour first)."""
+    histories, _ = data.test_examples() if split == "test" else data.validation_examples()
+    window = left_pad([histories[data.user_index(raw_user)]], model.backbone.max_len)
+    probability, keep = sampler_decisions(model, window)
+    return [
+        SamplerDecision(position, data.item_vocab[item], float(probability[0, position]), bool(keep[0, position]))
+        for position, item in enumerate(window[0])
+        if item != PADDING_ID
+    ]
+
+
+def load_trained(run_dir: pathlib.Path, data: PreparedData, inference_mode: Optional[str] = None) -> AutoSAMRecommender:
+    """The best checkpoint of an AutoSAM run, built from the run's own ``config.json``."""
+    config = TrainerConfig.from_json((run_dir / "config.json").read_text())
+    if config.model != "autosam":
+        raise ValueError(f"{run_dir} trained model {config.model!r}; only autosam runs have a sampler")
+    if inference_mode is not None:
+        config = config.replace(inference_mode=inference_mode)
+    model = build_recommender(config, data.num_items)
+    model.load_weights(str(run_dir / "checkpoints" / "best")).expect_partial()
+    return model
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tf_autosam.inspection", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run_dir", required=True, help="Directory of a finished autosam run (config.json and checkpoints/).")
+    parser.add_argument("--user", action="append", required=True, help="Raw user id to show; repeat for several users.")
+    parser.add_argument("--split", default="test", choices=SPLITS, help="Whose input window: test (history before the last item) or validation.")
+    parser.add_argument("--inference_mode", default=None, choices=("deterministic", "stochastic", "keep_all"),
+                        help="Override the run's inference mode for the keep decisions.")
+    args = parser.parse_args(argv)
+
+    from input_pipeline.datasets import load_dataset
+
+    run_dir = pathlib.Path(args.run_dir)
+    if not (run_dir / "config.json").exists():
+        parser.error(f"{run_dir} has no config.json: not a run directory")
+    config = TrainerConfig.from_json((run_dir / "config.json").read_text())
+    data = load_dataset(
+        config.dataset, data_path=config.data_path, data_dir=config.data_dir, dedupe=config.dedupe,
+        k_core=config.k_core, skip_bad_rows=config.skip_bad_rows, log=lambda line: None,
+    )
+    try:
+        model = load_trained(run_dir, data, args.inference_mode)
+        for user in args.user:
+            decisions = describe_user(model, data, user, args.split)
+            kept = sum(d.kept for d in decisions)
+            print(f"user {user}: {kept} of {len(decisions)} behaviours kept ({model.settings.inference_mode} mode)")
+            print(f"{'position':>8}  {'item':<12}{'p(keep)':>8}  kept")
+            for d in decisions:
+                print(f"{d.position:>8}  {d.item:<12}{d.keep_probability:>8.3f}  {'yes' if d.kept else 'no'}")
+    except (KeyError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
