@@ -1,10 +1,16 @@
 """Quality on a real dataset: mean and std of test metrics over seeds (full ranking, history masked).
 
-    python benchmarks/quality.py --dataset=ml100k --max_lens=50,100 --seeds=3
+    python benchmarks/quality.py --dataset=ml100k --models=sasrec,autosam,popularity --max_lens=50,100 --seeds=5
 
 Every run goes through the same path as the CLI (``tf_autosam.training``) and
-keeps its run directory under ``--run_root``; the table is printed and saved
-as ``quality.json`` there.
+keeps its run directory under ``--run_root``. AutoSAM runs are evaluated in
+each inference mode from their best checkpoint, with the share of behaviours
+each mode keeps; AutoSAM (deterministic) is compared with SASRec user by user
+(mean per-user NDCG@10 over the seeds, paired permutation test). On a
+planted-noise log (``python -m input_pipeline.planted_noise``) pass the same
+CSV as ``--noise_labels`` to also get how well keep probabilities separate
+noise from real behaviour (ROC AUC). The table is printed and saved as
+``quality.json`` under ``--run_root``.
 """
 
 from __future__ import annotations
@@ -14,16 +20,43 @@ import json
 import pathlib
 import statistics
 
+import numpy as np
+
 import tf_autosam  # noqa: F401  (selects tf-keras before TensorFlow loads)
 import tensorflow as tf
 from input_pipeline.cache import atomic_write_text
 from input_pipeline.datasets import load_dataset
+from input_pipeline.planted_noise import read_noise_labels
 from tf_autosam.config import preset
-from tf_autosam.metrics import DEFAULT_CUTOFFS
+from tf_autosam.evaluation import RankingEvaluator, inference_keep_rate
+from tf_autosam.inspection import noise_separation
+from tf_autosam.metrics import DEFAULT_CUTOFFS, metrics_from_ranks, paired_permutation_test
+from tf_autosam.metrics import per_user_ndcg as ndcg_of
 from tf_autosam.run_directory import RunDirectory
-from tf_autosam.training import run_training
+from tf_autosam.training import EvaluationData, load_best_model, run_training
 
 METRICS = [f"{name}@{k}" for k in DEFAULT_CUTOFFS for name in ("NDCG", "Recall")] + ["MRR@10"]
+INFERENCE_MODES = ("deterministic", "stochastic", "keep_all")
+
+
+def _evaluate_run(run: RunDirectory, data, evaluation: EvaluationData, model_name: str, modes: list[str],
+                  noise_labels) -> dict[str, dict]:
+    """Test metrics, per-user test ranks and (AutoSAM) keep rate and noise separation for each inference mode."""
+    results = {}
+    for mode in modes if model_name == "autosam" else ["-"]:
+        model = load_best_model(run.path, data, **({"inference_mode": mode} if model_name == "autosam" else {}))
+        ranks, _ = RankingEvaluator(model).ranks(evaluation.test)
+        entry = {"test": metrics_from_ranks(ranks), "ranks": ranks}
+        if model_name == "autosam":
+            entry["keep_rate"] = inference_keep_rate(model, evaluation.test)
+            if noise_labels is not None:
+                entry["noise"] = noise_separation(model, data, noise_labels)
+        results[mode] = entry
+    return results
+
+
+def _mean_std(values: list[float]) -> dict[str, float]:
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
 
 
 def main() -> None:
@@ -31,10 +64,12 @@ def main() -> None:
     parser.add_argument("--dataset", default="ml100k", help="Dataset name (as for tf_autosam.main).")
     parser.add_argument("--data_path", default=None, help="CSV file for --dataset=csv.")
     parser.add_argument("--data_dir", default=None, help="Data cache directory.")
-    parser.add_argument("--models", default="sasrec,popularity", help="Comma-separated models to compare.")
+    parser.add_argument("--models", default="sasrec,autosam,popularity", help="Comma-separated models to compare.")
     parser.add_argument("--preset", default="default", help="Config preset of the trained models.")
     parser.add_argument("--max_lens", default="50,100", help="Comma-separated window lengths.")
     parser.add_argument("--seeds", type=int, default=3, help="Number of seeds (1..N) per setting.")
+    parser.add_argument("--inference_modes", default=",".join(INFERENCE_MODES), help="AutoSAM inference modes to evaluate each run in.")
+    parser.add_argument("--noise_labels", default=None, help="Planted-noise CSV (with is_noise) of this dataset: also report the sampler's noise separation.")
     parser.add_argument("--overrides", default="{}", help="JSON object of extra config overrides, e.g. '{\"dropout\": 0.3}'.")
     parser.add_argument("--threads", type=int, default=0, help="TensorFlow intra-op threads (0 = all cores); run several scripts with 1 each to use cores in parallel.")
     parser.add_argument("--run_root", default="runs/quality", help="Where the runs and quality.json go.")
@@ -44,34 +79,53 @@ def main() -> None:
         tf.config.threading.set_inter_op_parallelism_threads(1)
 
     data = load_dataset(args.dataset, data_path=args.data_path, data_dir=args.data_dir)
+    noise_labels = read_noise_labels(args.noise_labels) if args.noise_labels else None
+    modes = args.inference_modes.split(",")
     root = pathlib.Path(args.run_root)
-    table = []
-    for model in args.models.split(","):
-        for max_len in [int(v) for v in args.max_lens.split(",")]:
-            seeds = range(1, args.seeds + 1) if model != "popularity" else range(1, 2)
-            runs = []
+    table, per_user_ndcg = [], {}
+    for max_len in [int(v) for v in args.max_lens.split(",")]:
+        for model_name in args.models.split(","):
+            seeds = range(1, args.seeds + 1) if model_name != "popularity" else range(1, 2)
+            by_mode: dict[str, list[dict]] = {}
             for seed in seeds:
                 config = preset(args.preset).replace(
-                    dataset=args.dataset, model=model, max_len=max_len, seed=seed, verbose=0, **json.loads(args.overrides)
+                    dataset=args.dataset, model=model_name, max_len=max_len, seed=seed, verbose=0, **json.loads(args.overrides)
                 )
-                run = RunDirectory(root / f"{model}-len{max_len}-seed{seed}")
+                run = RunDirectory(root / f"{model_name}-len{max_len}-seed{seed}")
                 result = run_training(config, data, run, log=lambda line: None)
-                print(f"{model} max_len {max_len} seed {seed}: test NDCG@10 {result['test']['NDCG@10']:.4f} "
+                evaluation = EvaluationData.from_prepared(data, config)
+                for mode, entry in _evaluate_run(run, data, evaluation, model_name, modes, noise_labels).items():
+                    by_mode.setdefault(mode, []).append(entry)
+                print(f"{model_name} max_len {max_len} seed {seed}: test NDCG@10 {result['test']['NDCG@10']:.4f} "
                       f"Recall@10 {result['test']['Recall@10']:.4f} (best epoch {result['best_epoch']}, "
                       f"{result['train_seconds']:.0f}s)", flush=True)
-                runs.append(result)
-            row = {"model": model, "max_len": max_len, "seeds": len(runs)}
-            for name in METRICS:
-                values = [r["test"][name] for r in runs]
-                row[name] = {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
-            table.append(row)
+            for mode, entries in by_mode.items():
+                row = {"model": model_name, "max_len": max_len, "mode": mode, "seeds": len(entries)}
+                row.update({name: _mean_std([e["test"][name] for e in entries]) for name in METRICS})
+                if "keep_rate" in entries[0]:
+                    row["keep_rate"] = _mean_std([e["keep_rate"] for e in entries])
+                if "noise" in entries[0]:
+                    row["noise_auc"] = _mean_std([e["noise"]["auc"] for e in entries])
+                table.append(row)
+                per_user_ndcg[(model_name, max_len, mode)] = np.mean([ndcg_of(e["ranks"], 10) for e in entries], axis=0)
 
     print(f"\n{args.dataset}: test metrics, mean ± std over seeds (full ranking, history masked)")
-    print(f"{'model':<12}{'max_len':>8}{'seeds':>6}" + "".join(f"{n:>18}" for n in METRICS))
+    print(f"{'model':<12}{'mode':<15}{'max_len':>8}{'seeds':>6}" + "".join(f"{n:>18}" for n in METRICS + ["keep_rate", "noise_auc"]))
     for row in table:
-        cells = "".join(f"{row[n]['mean']:>11.4f} ±{row[n]['std']:.4f}" for n in METRICS)
-        print(f"{row['model']:<12}{row['max_len']:>8}{row['seeds']:>6}{cells}")
-    atomic_write_text(root / "quality.json", json.dumps({"args": vars(args), "table": table}, indent=2))
+        cells = "".join(
+            f"{row[n]['mean']:>11.4f} ±{row[n]['std']:.4f}" if n in row else f"{'-':>18}" for n in METRICS + ["keep_rate", "noise_auc"]
+        )
+        print(f"{row['model']:<12}{row['mode']:<15}{row['max_len']:>8}{row['seeds']:>6}{cells}")
+    comparisons = []
+    for (model_name, max_len, mode), autosam in per_user_ndcg.items():
+        baseline = per_user_ndcg.get(("sasrec", max_len, "-"))
+        if model_name == "autosam" and baseline is not None:
+            p_value = paired_permutation_test(autosam, baseline)
+            change = autosam.mean() / baseline.mean() - 1.0 if baseline.mean() else float("nan")
+            comparisons.append({"max_len": max_len, "mode": mode, "ndcg10_change": change, "p_value": p_value})
+            print(f"AutoSAM ({mode}) vs SASRec, max_len {max_len}: NDCG@10 {change:+.1%} "
+                  f"(per-user mean over seeds, paired permutation test p = {p_value:.3f})")
+    atomic_write_text(root / "quality.json", json.dumps({"args": vars(args), "table": table, "paired": comparisons}, indent=2))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 
+from tf_autosam import inspection
 from tf_autosam import main as cli
 
 TINY_FLAGS = ["--epochs=3", "--max_len=8", "--hidden_size=16", "--num_heads=2", "--ffn_size=16",
@@ -92,3 +93,19 @@ def test_autosam_trains_and_reports_its_step_metrics(tmp_path, tiny_csv):
     assert 0.0 < epochs[-1]["keep_rate"] <= 1.0
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert 0.0 <= metrics["test"]["NDCG@10"] <= 1.0
+    assert metrics["keep_rate"] == epochs[metrics["best_epoch"] - 1]["keep_rate"]
+    assert metrics["inference_mode"] == "deterministic" and 0.0 < metrics["test_keep_rate"] <= 1.0
+
+
+def test_inspection_shows_each_behaviour_of_a_users_window(tmp_path, tiny_csv, capsys):
+    run_dir = run_cli(tmp_path, tiny_csv, "autosam", "--model=autosam", "--epochs=1")
+    capsys.readouterr()
+    assert inspection.main([f"--run_dir={run_dir}", "--user=u3", "--user=u7"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    history = [line.split(",")[1] for line in tiny_csv.read_text().splitlines() if line.startswith("u3,")][:-1]
+    rows = lines[2:2 + min(len(history), 8)]
+    assert [row.split()[1] for row in rows] == history[-8:]
+    assert all(0.0 <= float(row.split()[2]) <= 1.0 for row in rows)
+    assert rows[-1].split()[3] == "yes"  # the newest behaviour is always kept
+    assert lines[0].startswith("user u3:")
+    assert inspection.main([f"--run_dir={run_dir}", "--user=nobody"]) == 2

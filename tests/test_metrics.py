@@ -1,5 +1,7 @@
 """Full-ranking metrics against an independent NumPy computation."""
 
+import itertools
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -94,3 +96,18 @@ def test_sampled_metrics_rank_among_exactly_n_negatives():
     assert (rankable.sum(axis=1) == 101).all()  # 100 negatives + the target
     assert not (rankable & excluded.numpy()).any()
     assert rankable[np.arange(len(targets)), targets].all()
+
+
+def test_paired_permutation_test_matches_exact_enumeration_on_a_small_case():
+    first = np.array([0.5, 0.2, 0.9, 0.0, 0.3])
+    second = np.array([0.1, 0.2, 0.4, 0.1, 0.0])
+    differences = first - second
+    observed = abs(differences.mean())
+    flips = np.array(list(itertools.product([-1.0, 1.0], repeat=5)))
+    exact = np.mean(np.abs((flips * differences).mean(axis=1)) >= observed - 1e-12)
+    assert metrics.paired_permutation_test(first, second, rounds=20_000) == pytest.approx(exact, abs=0.01)
+    assert metrics.paired_permutation_test(first, first) == 1.0
+
+
+def test_per_user_ndcg_hand_values():
+    np.testing.assert_allclose(metrics.per_user_ndcg(np.array([0, 1, 9, 10]), 10), [1.0, 1 / np.log2(3), 1 / np.log2(11), 0.0])

@@ -11,7 +11,9 @@ from typing import Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
+from input_pipeline.schema import PADDING_ID
 from tf_autosam import metrics
+from tf_autosam.models import AutoSAMRecommender
 
 SAMPLED_PREFIX = "sampled{n}_"
 
@@ -30,7 +32,7 @@ class RankingEvaluator:
         self.cutoffs = tuple(cutoffs)
         self.sampled_negatives = sampled_negatives
         self.seed = seed
-        self._batch_ranks = tf.function(self._ranks)
+        self._batch_ranks = tf.function(self._ranks, reduce_retracing=True)
 
     def _ranks(self, batch: dict, batch_index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         scores = self.score_fn(batch["inputs"])
@@ -42,14 +44,29 @@ class RankingEvaluator:
         sampled_excluded = metrics.sampled_negative_mask(excluded, batch["target"], self.sampled_negatives, seed)
         return full, metrics.pessimistic_ranks(scores, batch["target"], sampled_excluded)
 
-    def evaluate(self, dataset: tf.data.Dataset) -> dict[str, float]:
+    def ranks(self, dataset: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
+        """Each user's 0-based target rank, full and (if enabled, else the same) sampled, in dataset order."""
         full_ranks, sampled_ranks = [], []
         for index, batch in enumerate(dataset):
             full, sampled = self._batch_ranks(batch, tf.constant(index, tf.int64))
             full_ranks.append(full.numpy())
             sampled_ranks.append(sampled.numpy())
-        results = metrics.metrics_from_ranks(np.concatenate(full_ranks), self.cutoffs)
+        return np.concatenate(full_ranks), np.concatenate(sampled_ranks)
+
+    def evaluate(self, dataset: tf.data.Dataset) -> dict[str, float]:
+        full_ranks, sampled_ranks = self.ranks(dataset)
+        results = metrics.metrics_from_ranks(full_ranks, self.cutoffs)
         if self.sampled_negatives:
             prefix = SAMPLED_PREFIX.format(n=self.sampled_negatives)
-            results.update(metrics.metrics_from_ranks(np.concatenate(sampled_ranks), self.cutoffs, prefix))
+            results.update(metrics.metrics_from_ranks(sampled_ranks, self.cutoffs, prefix))
         return results
+
+
+def inference_keep_rate(model: AutoSAMRecommender, dataset: tf.data.Dataset) -> float:
+    """Share of real input behaviours that the model's inference mode keeps, over an evaluation dataset."""
+    kept = real = 0
+    for batch in dataset:
+        inputs = batch["inputs"]
+        kept += int(tf.reduce_sum(tf.cast(model.inference_keep(inputs, model.keep_probability(inputs)), tf.int64)))
+        real += int(tf.math.count_nonzero(tf.not_equal(inputs, PADDING_ID)))
+    return kept / max(real, 1)

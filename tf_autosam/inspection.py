@@ -23,7 +23,8 @@ from input_pipeline.pipeline import left_pad
 from input_pipeline.prepare import PreparedData
 from input_pipeline.schema import PADDING_ID
 from tf_autosam.config import TrainerConfig
-from tf_autosam.models import AutoSAMRecommender, build_recommender
+from tf_autosam.models import AutoSAMRecommender
+from tf_autosam.training import load_best_model
 
 SPLITS = ("validation", "test")
 
@@ -45,14 +46,47 @@ def sampler_decisions(model: AutoSAMRecommender, inputs: np.ndarray) -> tuple[np
     return probability.numpy(), model.inference_keep(inputs, probability).numpy()
 
 
-def inference_keep_rate(model: AutoSAMRecommender, dataset: tf.data.Dataset) -> float:
-    """Share of real input behaviours the inference mode keeps over an evaluation dataset."""
-    kept = real = 0
-    for batch in dataset:
-        _, keep = sampler_decisions(model, batch["inputs"])
-        kept += int(keep.sum())
-        real += int(np.count_nonzero(batch["inputs"].numpy() != PADDING_ID))
-    return kept / max(real, 1)
+def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """P(score of a positive > score of a negative), ties counting 1/2 (Mann-Whitney U / (n+ n-))."""
+    scores, positive = np.asarray(scores, np.float64).ravel(), np.asarray(positive, bool).ravel()
+    order = np.argsort(scores, kind="stable")
+    _, first, counts = np.unique(scores[order], return_index=True, return_counts=True)
+    ranks = np.empty(len(scores))
+    ranks[order] = np.repeat(first + (counts + 1) / 2.0, counts)
+    num_positive = int(positive.sum())
+    num_negative = len(scores) - num_positive
+    if num_positive == 0 or num_negative == 0:
+        raise ValueError("ROC AUC needs both positive and negative examples")
+    return float((ranks[positive].sum() - num_positive * (num_positive + 1) / 2.0) / (num_positive * num_negative))
+
+
+def noise_separation(
+    model: AutoSAMRecommender, data: PreparedData, noise_labels: dict[str, np.ndarray], split: str = "test"
+) -> dict[str, float]:
+    """How well keep probabilities tell real behaviours from planted noise over every user's input window.
+
+    ``noise_labels`` maps raw user id -> bool per interaction in chronological
+    order (``input_pipeline.planted_noise.read_noise_labels``). Returns the ROC
+    AUC of "real" against the keep probability and the mean probability of each kind.
+    """
+    histories, _ = data.test_examples() if split == "test" else data.validation_examples()
+    max_len = model.backbone.max_len
+    windows = left_pad(histories, max_len)
+    is_noise = np.zeros(windows.shape, bool)
+    for user, history in enumerate(histories):
+        labels = noise_labels[data.user_vocab[user]][: len(history)][-max_len:]
+        is_noise[user, max_len - len(labels):] = labels
+    probabilities = np.concatenate([
+        model.keep_probability(tf.constant(windows[start:start + 256])).numpy()
+        for start in range(0, len(windows), 256)
+    ])
+    real_position = windows != PADDING_ID
+    scores, noise = probabilities[real_position], is_noise[real_position]
+    return {
+        "auc": roc_auc(scores, ~noise),
+        "keep_probability_real": float(scores[~noise].mean()),
+        "keep_probability_noise": float(scores[noise].mean()),
+    }
 
 
 def describe_user(model: AutoSAMRecommender, data: PreparedData, raw_user: str, split: str = "test") -> list[SamplerDecision]:
@@ -65,18 +99,6 @@ def describe_user(model: AutoSAMRecommender, data: PreparedData, raw_user: str, 
         for position, item in enumerate(window[0])
         if item != PADDING_ID
     ]
-
-
-def load_trained(run_dir: pathlib.Path, data: PreparedData, inference_mode: Optional[str] = None) -> AutoSAMRecommender:
-    """The best checkpoint of an AutoSAM run, built from the run's own ``config.json``."""
-    config = TrainerConfig.from_json((run_dir / "config.json").read_text())
-    if config.model != "autosam":
-        raise ValueError(f"{run_dir} trained model {config.model!r}; only autosam runs have a sampler")
-    if inference_mode is not None:
-        config = config.replace(inference_mode=inference_mode)
-    model = build_recommender(config, data.num_items)
-    model.load_weights(str(run_dir / "checkpoints" / "best")).expect_partial()
-    return model
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -99,7 +121,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         k_core=config.k_core, skip_bad_rows=config.skip_bad_rows, log=lambda line: None,
     )
     try:
-        model = load_trained(run_dir, data, args.inference_mode)
+        if config.model != "autosam":
+            raise ValueError(f"{run_dir} trained model {config.model!r}; only autosam runs have a sampler")
+        model = load_best_model(run_dir, data, **({"inference_mode": args.inference_mode} if args.inference_mode else {}))
         for user in args.user:
             decisions = describe_user(model, data, user, args.split)
             kept = sum(d.kept for d in decisions)
@@ -107,7 +131,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"{'position':>8}  {'item':<12}{'p(keep)':>8}  kept")
             for d in decisions:
                 print(f"{d.position:>8}  {d.item:<12}{d.keep_probability:>8.3f}  {'yes' if d.kept else 'no'}")
-    except (KeyError, ValueError) as error:
+    except KeyError as error:
+        print(f"error: user {error} is not in the prepared data of {config.dataset}", file=sys.stderr)
+        return 2
+    except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

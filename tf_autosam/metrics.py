@@ -40,6 +40,12 @@ def pessimistic_ranks(scores: tf.Tensor, targets: tf.Tensor, excluded: tf.Tensor
     return tf.reduce_sum(tf.cast(at_least_as_high, tf.int32), axis=1)
 
 
+def per_user_ndcg(ranks: np.ndarray, k: int) -> np.ndarray:
+    """NDCG@k of each user from the target's 0-based rank (one relevant item: 1 / log2(rank + 2))."""
+    ranks = np.asarray(ranks, dtype=np.float64)
+    return np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0)
+
+
 def metrics_from_ranks(ranks: np.ndarray, cutoffs: Sequence[int] = DEFAULT_CUTOFFS, prefix: str = "") -> dict[str, float]:
     """Mean NDCG@K, Recall@K and MRR@K over users, from their targets' 0-based ranks."""
     ranks = np.asarray(ranks, dtype=np.float64)
@@ -48,10 +54,22 @@ def metrics_from_ranks(ranks: np.ndarray, cutoffs: Sequence[int] = DEFAULT_CUTOF
     results: dict[str, float] = {}
     for k in cutoffs:
         hit = ranks < k
-        results[f"{prefix}NDCG@{k}"] = float(np.mean(np.where(hit, 1.0 / np.log2(ranks + 2.0), 0.0)))
+        results[f"{prefix}NDCG@{k}"] = float(np.mean(per_user_ndcg(ranks, k)))
         results[f"{prefix}Recall@{k}"] = float(np.mean(hit))
         results[f"{prefix}MRR@{k}"] = float(np.mean(np.where(hit, 1.0 / (ranks + 1.0), 0.0)))
     return results
+
+
+def paired_permutation_test(first: np.ndarray, second: np.ndarray, rounds: int = 10_000, seed: int = 0) -> float:
+    """Two-sided p-value that two per-user metric arrays have the same mean (random sign flips of the differences).
+
+    Needs no distributional assumption, which matters for NDCG: most users score 0.
+    """
+    differences = np.asarray(first, np.float64) - np.asarray(second, np.float64)
+    observed = abs(differences.mean())
+    signs = np.random.default_rng(seed).choice([-1.0, 1.0], size=(rounds, len(differences)))
+    flipped = np.abs((signs * differences).mean(axis=1))
+    return float((1 + np.count_nonzero(flipped >= observed - 1e-12)) / (rounds + 1))
 
 
 def sampled_negative_mask(excluded: tf.Tensor, targets: tf.Tensor, num_negatives: int, seed: tf.Tensor) -> tf.Tensor:

@@ -183,6 +183,8 @@ class AutoSAMRecommender(SequentialRecommender):
             total_reward = rewards.standardize(total_reward, valid_float)
         policy_loss = rewards.policy_loss(total_reward, actions, probability)
         mean_probability = tf.reduce_sum(probability) / real
+        if settings.entropy_weight:
+            policy_loss -= settings.entropy_weight * rewards.mean_keep_entropy(probability, valid_float)
         if settings.target_keep_rate is not None:
             policy_loss += settings.keep_rate_weight * rewards.keep_rate_penalty(mean_probability, settings.target_keep_rate)
         return {

@@ -90,6 +90,17 @@ def keep_rate_penalty(mean_keep_probability: tf.Tensor, target_keep_rate: float)
     return tf.square(mean_keep_probability - target_keep_rate)
 
 
+def mean_keep_entropy(keep_probability: tf.Tensor, valid: tf.Tensor) -> tf.Tensor:
+    """Mean binary entropy of the keep decisions over real positions (in nats, at most log 2).
+
+    Rewarding it keeps p away from 0 and 1, where the softmax gradient vanishes
+    and a policy that saturated early could never learn again.
+    """
+    p = tf.clip_by_value(keep_probability, LOG_EPSILON, 1.0 - LOG_EPSILON)
+    entropy = -(p * tf.math.log(p) + (1.0 - p) * tf.math.log(1.0 - p))
+    return tf.reduce_sum(entropy * valid) / tf.maximum(tf.reduce_sum(valid), 1.0)
+
+
 def policy_loss(rewards: tf.Tensor, keep: tf.Tensor, keep_probability: tf.Tensor) -> tf.Tensor:
     """REINFORCE: mean over batch x L of R_t * -log pi(a_t); only ``keep_probability`` carries gradient."""
     action_probability = keep * keep_probability + (1.0 - keep) * (1.0 - keep_probability)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pathlib
 import time
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -12,8 +13,7 @@ from input_pipeline import pipeline
 from input_pipeline.prepare import PreparedData
 from tf_autosam import models
 from tf_autosam.config import TrainerConfig
-from tf_autosam.evaluation import RankingEvaluator
-from tf_autosam.inspection import inference_keep_rate
+from tf_autosam.evaluation import RankingEvaluator, inference_keep_rate
 from tf_autosam.run_directory import RunDirectory
 
 SELECTION_METRIC = "NDCG@10"
@@ -134,6 +134,18 @@ def build_model(config: TrainerConfig, data: PreparedData) -> tf.keras.Model:
     if config.model == "popularity":
         return models.PopularityModel(models.popularity_counts(data.train_sequences(), data.num_items))
     return models.build_recommender(config, data.num_items)
+
+
+def load_best_model(run_dir: pathlib.Path, data: PreparedData, **overrides) -> tf.keras.Model:
+    """A finished run's model with its best checkpoint, built from the run's own ``config.json``.
+
+    ``overrides`` change settings that need no retraining, e.g. ``inference_mode``.
+    """
+    config = TrainerConfig.from_json((pathlib.Path(run_dir) / "config.json").read_text()).replace(**overrides)
+    model = build_model(config, data)
+    if config.model != "popularity":
+        model.load_weights(str(pathlib.Path(run_dir) / "checkpoints" / "best")).expect_partial()
+    return model
 
 
 def run_training(config: TrainerConfig, data: PreparedData, run: RunDirectory, log: Callable[[str], None] = print) -> dict:
