@@ -1,11 +1,13 @@
-"""Training speed: sequences/s, ms/step, FLOPs per sequence and achieved GFLOP/s.
+"""Training and evaluation speed: sequences/s, ms/step, FLOPs per sequence, achieved GFLOP/s, ms per evaluated user.
 
     python benchmarks/train_speed.py [--preset=default] [--max_len=100] [--batch_size=128]
 
 Runs the real training step (``model.fit``) on full-length synthetic windows
 with the ML-100K catalogue size, and, in the same process, measures this
-machine's own fp32 matmul rate for scale. Shared machines are noisy: every
-figure is the median of ``--repeats`` timed runs.
+machine's own fp32 matmul rate for scale; then times full-ranking evaluation
+(the evaluator used for validation and test) on full-length histories.
+Shared machines are noisy: every figure is the median of ``--repeats`` timed
+runs, and the ratios compare models timed in the same process.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ import tf_autosam  # noqa: F401  (selects tf-keras before TensorFlow loads)
 import numpy as np
 import tensorflow as tf
 
+from input_pipeline import pipeline
 from tf_autosam import models
+from tf_autosam.evaluation import RankingEvaluator
 from tf_autosam.config import TrainerConfig, preset
 
 ML100K_ITEMS = 1682
@@ -47,9 +51,7 @@ def matmul_gflops(shape_a: tuple[int, int], shape_b: tuple[int, int], repeats: i
     return statistics.median(rates)
 
 
-def training_seconds_per_step(config: TrainerConfig, num_items: int, steps: int, repeats: int) -> float:
-    tf.keras.utils.set_random_seed(config.seed)
-    model = models.build_recommender(config, num_items)
+def training_seconds_per_step(model: tf.keras.Model, config: TrainerConfig, num_items: int, steps: int, repeats: int) -> float:
     model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
     rng = np.random.default_rng(config.seed)
     shape = (config.batch_size * steps, config.max_len)
@@ -64,6 +66,21 @@ def training_seconds_per_step(config: TrainerConfig, num_items: int, steps: int,
     return statistics.median(timings)
 
 
+def evaluation_seconds_per_user(model: tf.keras.Model, config: TrainerConfig, num_items: int, users: int, repeats: int) -> float:
+    rng = np.random.default_rng(config.seed)
+    histories = list(rng.integers(1, num_items + 1, size=(users, config.max_len), dtype=np.int32))
+    targets = rng.integers(1, num_items + 1, size=users, dtype=np.int32)
+    dataset = pipeline.evaluation_dataset(histories, targets, config.max_len, config.eval_batch_size).cache()
+    evaluator = RankingEvaluator(model)
+    evaluator.evaluate(dataset)
+    timings = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        evaluator.evaluate(dataset)
+        timings.append((time.perf_counter() - started) / users)
+    return statistics.median(timings)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="default", help="Config preset to time.")
@@ -72,6 +89,7 @@ def main() -> None:
     parser.add_argument("--num_items", type=int, default=ML100K_ITEMS, help="Catalogue size (full softmax over it).")
     parser.add_argument("--models", default="sasrec,autosam", help="Comma-separated models to time (sasrec first gives the step-time ratios).")
     parser.add_argument("--steps", type=int, default=20, help="Steps per timed run.")
+    parser.add_argument("--eval_users", type=int, default=1024, help="Synthetic users per timed evaluation.")
     parser.add_argument("--repeats", type=int, default=5, help="Timed runs; the median is reported.")
     args = parser.parse_args()
     config = preset(args.preset).replace(max_len=args.max_len, batch_size=args.batch_size, num_negatives=0)
@@ -85,13 +103,21 @@ def main() -> None:
     print(f"preset {args.preset}: d {config.hidden_size}, {config.num_blocks} blocks, {config.num_heads} heads, "
           f"max_len {config.max_len}, batch {config.batch_size}, {args.num_items} items, full softmax; "
           f"SASRec costs {flops / 1e6:.0f} MFLOP per training sequence")
-    baseline = None
-    for model in args.models.split(","):
-        step = training_seconds_per_step(config.replace(model=model), args.num_items, args.steps, args.repeats)
-        baseline = baseline or step
+    baseline = evaluation_baseline = None
+    first = args.models.split(",")[0]
+    for name in args.models.split(","):
+        model_config = config.replace(model=name)
+        tf.keras.utils.set_random_seed(config.seed)
+        model = models.build_recommender(model_config, args.num_items)
+        step = training_seconds_per_step(model, model_config, args.num_items, args.steps, args.repeats)
+        evaluation = evaluation_seconds_per_user(model, model_config, args.num_items, args.eval_users, args.repeats)
+        baseline, evaluation_baseline = baseline or step, evaluation_baseline or evaluation
         sequences_per_second = config.batch_size / step
-        line = f"  {model:<8} {sequences_per_second:6.0f} sequences/s  {step * 1000:7.1f} ms/step  step time x{step / baseline:.2f} of {args.models.split(',')[0]}"
-        if model == "sasrec":
+        line = (f"  {name:<8} {sequences_per_second:6.0f} sequences/s  {step * 1000:7.1f} ms/step  step time x{step / baseline:.2f} of {first}"
+                f"  | evaluation {evaluation * 1000:.2f} ms/user, x{evaluation / evaluation_baseline:.2f} of {first}")
+        if name == "autosam":
+            line += f" ({model_config.inference_mode} mode)"
+        if name == "sasrec":
             achieved = flops * sequences_per_second / 1e9
             line += f"  {achieved:.0f} GFLOP/s achieved ({achieved / machine_large:.0%} of the 2048x2048 matmul rate)"
         print(line, flush=True)

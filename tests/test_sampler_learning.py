@@ -95,3 +95,11 @@ def test_mean_keep_entropy_hand_values():
     valid = tf.constant([[1.0, 1.0, 0.0]])
     expected = (np.log(2.0) - (0.9 * np.log(0.9) + 0.1 * np.log(0.1))) / 2.0
     assert float(rewards.mean_keep_entropy(probability, valid)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_mean_keep_entropy_is_finite_with_finite_gradient_at_saturation():
+    probability = tf.Variable([[0.0, 1.0, 0.5]])
+    with tf.GradientTape() as tape:
+        entropy = rewards.mean_keep_entropy(probability, tf.ones([1, 3]))
+    gradient = tape.gradient(entropy, probability)
+    assert np.isfinite(float(entropy)) and np.all(np.isfinite(gradient.numpy()))

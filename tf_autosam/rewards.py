@@ -18,6 +18,8 @@ from __future__ import annotations
 import tensorflow as tf
 
 LOG_EPSILON = 1e-12
+# Resolvable next to 1 in float32 (1 - 1e-12 rounds to 1, and 0 * log 0 is NaN).
+ENTROPY_EPSILON = 1e-6
 
 
 def keep_threshold(epoch: tf.Tensor, start: float = 0.8, step: float = 0.03, cap: float = 0.99) -> tf.Tensor:
@@ -96,7 +98,7 @@ def mean_keep_entropy(keep_probability: tf.Tensor, valid: tf.Tensor) -> tf.Tenso
     Rewarding it keeps p away from 0 and 1, where the softmax gradient vanishes
     and a policy that saturated early could never learn again.
     """
-    p = tf.clip_by_value(keep_probability, LOG_EPSILON, 1.0 - LOG_EPSILON)
+    p = tf.clip_by_value(keep_probability, ENTROPY_EPSILON, 1.0 - ENTROPY_EPSILON)
     entropy = -(p * tf.math.log(p) + (1.0 - p) * tf.math.log(1.0 - p))
     return tf.reduce_sum(entropy * valid) / tf.maximum(tf.reduce_sum(valid), 1.0)
 
