@@ -72,6 +72,15 @@ class SequentialRecommender(tf.keras.Model):
         return self.track({"loss": loss})
 
 
+def recommender_optimizer(config: TrainerConfig) -> tf.keras.optimizers.Optimizer:
+    """Adam, or AdamW when ``weight_decay`` is set (LayerNorm parameters and biases are not decayed)."""
+    if not config.weight_decay:
+        return tf.keras.optimizers.Adam(config.learning_rate)
+    optimizer = tf.keras.optimizers.AdamW(config.learning_rate, weight_decay=config.weight_decay)
+    optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias", "scale"])
+    return optimizer
+
+
 def _sampler_optimizer(config: TrainerConfig) -> tf.keras.optimizers.Optimizer:
     if config.sampler_optimizer == "adam":
         return tf.keras.optimizers.Adam(config.sampler_learning_rate)
