@@ -76,3 +76,16 @@ def test_train_step_updates_both_parts():
     assert all(np.isfinite(float(v)) for v in metrics.values())
     assert any(not np.allclose(b, v.numpy()) for b, v in zip(sampler_before, model.sampler.trainable_variables))
     assert not np.allclose(table_before, model.backbone.item_table.numpy())
+
+
+def test_warmup_keeps_everything_and_freezes_the_sampler_until_its_epoch():
+    model = build(sampler_warmup_epochs=1)
+    inputs, targets = batch()
+    sampler_before = [v.numpy().copy() for v in model.sampler.trainable_variables]
+    metrics = model.train_step((inputs, targets))
+    assert float(metrics["keep_rate"]) == 1.0 and float(metrics["policy_loss"]) == 0.0
+    assert all(np.array_equal(b, v.numpy()) for b, v in zip(sampler_before, model.sampler.trainable_variables))
+    np.testing.assert_array_equal(model.inference_keep(inputs, tf.zeros(inputs.shape)).numpy(), inputs.numpy() != 0)
+    model.epoch.assign(1)
+    model.train_step((inputs, targets))
+    assert any(not np.array_equal(b, v.numpy()) for b, v in zip(sampler_before, model.sampler.trainable_variables))

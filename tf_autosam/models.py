@@ -126,6 +126,10 @@ class AutoSAMRecommender(SequentialRecommender):
         mean = tf.math.divide_no_nan(tf.reduce_sum(score * has_prefix, 1, keepdims=True), tf.reduce_sum(has_prefix, 1, keepdims=True))
         return (mean - score) * has_prefix
 
+    def sampler_acting(self) -> tf.Tensor:
+        """False during the warm-up epochs, when every behaviour is kept and the sampler does not learn."""
+        return self.epoch >= self.settings.sampler_warmup_epochs
+
     def inference_keep(self, inputs: tf.Tensor, probability: tf.Tensor, draw: int = 0) -> tf.Tensor:
         """The evaluation/serving keep decision of ``settings.inference_mode``; the newest item is always kept."""
         valid = tf.not_equal(inputs, PADDING_ID)
@@ -138,6 +142,7 @@ class AutoSAMRecommender(SequentialRecommender):
             seed = tf.constant([self.seed, draw], tf.int64)
             keep = tf.random.stateless_uniform(tf.shape(probability), seed) < probability
         newest = tf.one_hot(tf.shape(inputs)[1] - 1, tf.shape(inputs)[1], on_value=True, off_value=False)
+        keep = tf.logical_or(keep, tf.logical_not(self.sampler_acting()))
         return tf.logical_and(tf.logical_or(keep, newest[tf.newaxis]), valid)
 
     def call(self, inputs: tf.Tensor, training: bool = False) -> tf.Tensor:
@@ -170,7 +175,8 @@ class AutoSAMRecommender(SequentialRecommender):
         real = tf.reduce_sum(valid_float)
         probability = self.keep_probability(inputs, full_hidden, training=True)
         draws = tf.random.stateless_uniform(tf.shape(probability), self.step_seed(stream=1))
-        keep = tf.logical_and(draws < probability, valid)
+        acting = self.sampler_acting()
+        keep = tf.logical_and(tf.logical_or(draws < probability, tf.logical_not(acting)), valid)
         kept = compact(inputs, keep, targets[:, -1])
         items, positions, kept_targets = _trim_to_longest(kept.items, kept.positions, kept.targets)
         hidden = self.backbone(items, positions, training=True)
@@ -198,7 +204,7 @@ class AutoSAMRecommender(SequentialRecommender):
             policy_loss += settings.keep_rate_weight * rewards.keep_rate_penalty(mean_probability, settings.target_keep_rate)
         return {
             "recommendation_loss": recommendation_loss,
-            "policy_loss": policy_loss,
+            "policy_loss": policy_loss * tf.cast(acting, tf.float32),
             "keep_rate": tf.reduce_sum(actions) / real,
             "keep_probability": mean_probability,
             "future_reward": tf.reduce_sum(future * valid_float) / real,
