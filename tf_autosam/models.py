@@ -204,7 +204,7 @@ class AutoSAMRecommender(SequentialRecommender):
             policy_loss += settings.keep_rate_weight * rewards.keep_rate_penalty(mean_probability, settings.target_keep_rate)
         return {
             "recommendation_loss": recommendation_loss,
-            "policy_loss": policy_loss * tf.cast(acting, tf.float32),
+            "policy_loss": settings.policy_weight * policy_loss * tf.cast(acting, tf.float32),
             "keep_rate": tf.reduce_sum(actions) / real,
             "keep_probability": mean_probability,
             "future_reward": tf.reduce_sum(future * valid_float) / real,
