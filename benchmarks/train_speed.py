@@ -52,7 +52,7 @@ def matmul_gflops(shape_a: tuple[int, int], shape_b: tuple[int, int], repeats: i
 
 
 def training_seconds_per_step(model: tf.keras.Model, config: TrainerConfig, num_items: int, steps: int, repeats: int) -> float:
-    model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
+    model.compile(optimizer=models.recommender_optimizer(config), jit_compile=config.jit_compile)
     rng = np.random.default_rng(config.seed)
     shape = (config.batch_size * steps, config.max_len)
     windows = (rng.integers(1, num_items + 1, size=shape, dtype=np.int32), rng.integers(1, num_items + 1, size=shape, dtype=np.int32))
@@ -89,10 +89,13 @@ def main() -> None:
     parser.add_argument("--num_items", type=int, default=ML100K_ITEMS, help="Catalogue size (full softmax over it).")
     parser.add_argument("--models", default="sasrec,autosam", help="Comma-separated models to time (sasrec first gives the step-time ratios).")
     parser.add_argument("--steps", type=int, default=20, help="Steps per timed run.")
+    parser.add_argument("--jit_compile", action="store_true", help="Compile the training step with XLA.")
     parser.add_argument("--eval_users", type=int, default=1024, help="Synthetic users per timed evaluation.")
     parser.add_argument("--repeats", type=int, default=5, help="Timed runs; the median is reported.")
     args = parser.parse_args()
-    config = preset(args.preset).replace(max_len=args.max_len, batch_size=args.batch_size, num_negatives=0)
+    config = preset(args.preset).replace(
+        max_len=args.max_len, batch_size=args.batch_size, num_negatives=0, jit_compile=args.jit_compile, sampler_warmup_epochs=0
+    )
 
     machine_large = matmul_gflops((2048, 2048), (2048, 2048))
     machine_block = matmul_gflops((config.batch_size * config.max_len, config.hidden_size), (config.hidden_size, config.hidden_size))

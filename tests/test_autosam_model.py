@@ -89,3 +89,13 @@ def test_warmup_keeps_everything_and_freezes_the_sampler_until_its_epoch():
     model.epoch.assign(1)
     model.train_step((inputs, targets))
     assert any(not np.array_equal(b, v.numpy()) for b, v in zip(sampler_before, model.sampler.trainable_variables))
+
+
+@pytest.mark.parametrize("name", ["sasrec", "autosam"])
+def test_training_step_compiles_with_xla(name):
+    config = TrainerConfig(model=name, max_len=8, hidden_size=16, num_heads=2, ffn_size=16, num_blocks=1, jit_compile=True)
+    model = models.build_recommender(config, NUM_ITEMS)
+    model.compile(optimizer=models.recommender_optimizer(config), jit_compile=True)
+    inputs, targets = batch()
+    history = model.fit(tf.data.Dataset.from_tensor_slices((inputs, targets)).batch(3), epochs=1, verbose=0).history
+    assert np.isfinite(history["loss"][0])

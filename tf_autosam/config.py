@@ -64,6 +64,7 @@ class TrainerConfig:
     epochs: int = _field(200, "Maximum number of epochs.")
     batch_size: int = _field(128, "Training batch size (sequences).")
     learning_rate: float = _field(1e-3, "Adam learning rate.")
+    jit_compile: bool = _field(False, "Compile the training step with XLA (AutoSAM then runs compacted windows at full width: XLA needs static shapes).")
     weight_decay: float = _field(0.0, "Decoupled weight decay of the recommender's weights (AdamW; LayerNorm parameters and biases excluded); 0 = plain Adam.")
     num_negatives: int = _field(0, "Shared uniform negatives per batch for sampled softmax; 0 (or >= catalogue size) = full softmax.")
     window_overlap: float = _field(0.5, "Fraction of a training window shared with the next window cut from the same history (0 = non-overlapping).")

@@ -151,9 +151,13 @@ class AutoSAMRecommender(SequentialRecommender):
         scores = []
         for draw in range(draws):
             kept = compact(inputs, self.inference_keep(inputs, probability, draw), tf.zeros_like(inputs[:, -1]))
-            hidden = self.backbone(*_trim_to_longest(kept.items, kept.positions), training=training)[:, -1]
+            hidden = self.backbone(*self._trim(kept.items, kept.positions), training=training)[:, -1]
             scores.append(self.backbone.logits(hidden))
         return tf.add_n(scores) / float(draws)
+
+    def _trim(self, *compacted: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        """:func:`_trim_to_longest`, except under XLA, which needs the static full width."""
+        return compacted if self.settings.jit_compile else _trim_to_longest(*compacted)
 
     def full_window_pass(self, inputs: tf.Tensor, targets: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """Hidden states [batch, L, d] and log P(target) [batch, L] of the full window, without dropout.
@@ -178,7 +182,7 @@ class AutoSAMRecommender(SequentialRecommender):
         acting = self.sampler_acting()
         keep = tf.logical_and(tf.logical_or(draws < probability, tf.logical_not(acting)), valid)
         kept = compact(inputs, keep, targets[:, -1])
-        items, positions, kept_targets = _trim_to_longest(kept.items, kept.positions, kept.targets)
+        items, positions, kept_targets = self._trim(kept.items, kept.positions, kept.targets)
         hidden = self.backbone(items, positions, training=True)
         trimmed_logp = losses.target_log_probabilities(hidden, kept_targets, self.backbone.item_table)
         if self.num_negatives == 0:

@@ -106,7 +106,7 @@ def fit_recommender(
     )
     log(f"training windows per epoch: {len(windows[0])}")
     train = pipeline.training_dataset(windows, config.batch_size, config.seed)
-    model.compile(optimizer=models.recommender_optimizer(config))
+    model.compile(optimizer=models.recommender_optimizer(config), jit_compile=config.jit_compile)
     monitor = f"val_{SELECTION_METRIC}"
     stopper = tf.keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=config.patience, restore_best_weights=True)
     # verbose=1 shows Keras' progress bar, which already prints each epoch's metrics.
