@@ -99,3 +99,15 @@ def test_training_step_compiles_with_xla(name):
     inputs, targets = batch()
     history = model.fit(tf.data.Dataset.from_tensor_slices((inputs, targets)).batch(3), epochs=1, verbose=0).history
     assert np.isfinite(history["loss"][0])
+
+
+def test_decided_input_trains_the_recommender_on_the_inference_decision():
+    """The recommendation loss equals the backbone's loss on the p >= 0.5 compaction (dropout off to compare)."""
+    model = build(recommender_input="decided", lambda1=0.0, dropout=0.0)
+    inputs, targets = batch()
+    full_hidden, full_logp = model.full_window_pass(inputs, targets)
+    loss = float(model.step_losses(inputs, targets, full_hidden, full_logp)["recommendation_loss"])
+    kept = model.decided_keep(inputs, model.keep_probability(inputs, full_hidden) >= 0.5)
+    _, kept_targets, logp = model._compacted_pass(inputs, kept, targets, training=False)
+    assert kept.numpy()[:, -1].all()
+    assert loss == pytest.approx(-logp.numpy()[kept_targets.numpy() != 0].mean(), rel=1e-5)

@@ -53,6 +53,7 @@ class TrainerConfig:
     normalize_rewards: bool = _field(False, "Standardise the total reward over each batch's real positions before the policy gradient (a baseline that makes the sampler's step size independent of the reward scale).")
     sampler_surprise: bool = _field(False, "Give the sampler each behaviour's surprise: how much worse the backbone scores it, given the behaviours before it, than the user's average (costs one extra backbone pass at inference).")
     policy_weight: float = _field(1.0, "Weight of the policy loss in the joint loss. The sampler's own Adam is blind to it; it sets how hard the policy gradient pulls on the embeddings the recommender shares.")
+    recommender_input: str = _field("sampled", "What the recommender trains on once the sampler acts: the sampled Bernoulli actions (reference) or the decision inference makes (decided: p >= 0.5, newest kept), so training and inference inputs match.", ("sampled", "decided"))
     sampler_warmup_epochs: int = _field(0, "Epochs of plain SASRec training (every behaviour kept, sampler off and not learning) before the sampler acts; its rewards need a backbone that already predicts.")
     entropy_weight: float = _field(0.0, "Weight of a bonus for the keep decisions' entropy in the sampler's loss; keeps keep probabilities from saturating at 0 or 1 (reference: 0).")
     target_keep_rate: Optional[float] = _field(None, "If set (0 < rate <= 1), pull the mean keep probability towards this rate with a quadratic penalty on the sampler; unset = the rewards alone decide.")

@@ -132,18 +132,19 @@ class AutoSAMRecommender(SequentialRecommender):
 
     def inference_keep(self, inputs: tf.Tensor, probability: tf.Tensor, draw: int = 0) -> tf.Tensor:
         """The evaluation/serving keep decision of ``settings.inference_mode``; the newest item is always kept."""
-        valid = tf.not_equal(inputs, PADDING_ID)
         mode = self.settings.inference_mode
         if mode == "keep_all":
-            return valid
+            return tf.not_equal(inputs, PADDING_ID)
         if mode == "deterministic":
-            keep = probability >= 0.5
-        else:
-            seed = tf.constant([self.seed, draw], tf.int64)
-            keep = tf.random.stateless_uniform(tf.shape(probability), seed) < probability
+            return self.decided_keep(inputs, probability >= 0.5)
+        seed = tf.constant([self.seed, draw], tf.int64)
+        return self.decided_keep(inputs, tf.random.stateless_uniform(tf.shape(probability), seed) < probability)
+
+    def decided_keep(self, inputs: tf.Tensor, keep: tf.Tensor) -> tf.Tensor:
+        """``keep`` plus the newest behaviour, everything during warm-up, never padding."""
         newest = tf.one_hot(tf.shape(inputs)[1] - 1, tf.shape(inputs)[1], on_value=True, off_value=False)
-        keep = tf.logical_or(keep, tf.logical_not(self.sampler_acting()))
-        return tf.logical_and(tf.logical_or(keep, newest[tf.newaxis]), valid)
+        keep = tf.logical_or(tf.logical_or(keep, newest[tf.newaxis]), tf.logical_not(self.sampler_acting()))
+        return tf.logical_and(keep, tf.not_equal(inputs, PADDING_ID))
 
     def call(self, inputs: tf.Tensor, training: bool = False) -> tf.Tensor:
         probability = self.keep_probability(inputs)
@@ -158,6 +159,13 @@ class AutoSAMRecommender(SequentialRecommender):
     def _trim(self, *compacted: tf.Tensor) -> tuple[tf.Tensor, ...]:
         """:func:`_trim_to_longest`, except under XLA, which needs the static full width."""
         return compacted if self.settings.jit_compile else _trim_to_longest(*compacted)
+
+    def _compacted_pass(self, inputs: tf.Tensor, keep: tf.Tensor, targets: tf.Tensor, training: bool) -> tuple[tf.Tensor, ...]:
+        """The backbone over the kept behaviours: trimmed hidden states, their targets and target log-probabilities."""
+        kept = compact(inputs, keep, targets[:, -1])
+        items, positions, kept_targets = self._trim(kept.items, kept.positions, kept.targets)
+        hidden = self.backbone(items, positions, training=training)
+        return hidden, kept_targets, losses.target_log_probabilities(hidden, kept_targets, self.backbone.item_table)
 
     def full_window_pass(self, inputs: tf.Tensor, targets: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """Hidden states [batch, L, d] and log P(target) [batch, L] of the full window, without dropout.
@@ -181,21 +189,25 @@ class AutoSAMRecommender(SequentialRecommender):
         draws = tf.random.stateless_uniform(tf.shape(probability), self.step_seed(stream=1))
         acting = self.sampler_acting()
         keep = tf.logical_and(tf.logical_or(draws < probability, tf.logical_not(acting)), valid)
-        kept = compact(inputs, keep, targets[:, -1])
-        items, positions, kept_targets = self._trim(kept.items, kept.positions, kept.targets)
-        hidden = self.backbone(items, positions, training=True)
-        trimmed_logp = losses.target_log_probabilities(hidden, kept_targets, self.backbone.item_table)
+        fed = keep if settings.recommender_input == "sampled" else self.decided_keep(inputs, probability >= 0.5)
+        hidden, kept_targets, trimmed_logp = self._compacted_pass(inputs, fed, targets, training=True)
         if self.num_negatives == 0:
             # The full-softmax loss is the mean of the log-probabilities the rewards use: no second softmax.
             has_target = tf.cast(tf.not_equal(kept_targets, PADDING_ID), tf.float32)
             recommendation_loss = -tf.math.divide_no_nan(tf.reduce_sum(trimmed_logp), tf.reduce_sum(has_target))
         else:
             recommendation_loss = self.next_item_loss(hidden, kept_targets)
-        compacted_logp = _left_pad_to(tf.stop_gradient(trimmed_logp), tf.shape(inputs)[1])
         actions = tf.cast(keep, tf.float32)
-        future = rewards.future_prediction_reward(
-            actions, probability, full_logp, compacted_logp, rewards.keep_threshold(self.epoch), settings.gamma
-        )
+        if settings.lambda1 == 0:
+            future = tf.zeros_like(actions)
+        else:
+            if settings.recommender_input == "decided":
+                # The future reward scores the sampled actions: they need their own (no-gradient) compacted pass.
+                _, _, trimmed_logp = self._compacted_pass(inputs, keep, targets, training=False)
+            compacted_logp = _left_pad_to(tf.stop_gradient(trimmed_logp), tf.shape(inputs)[1])
+            future = rewards.future_prediction_reward(
+                actions, probability, full_logp, compacted_logp, rewards.keep_threshold(self.epoch), settings.gamma
+            )
         perplexity = rewards.sequence_perplexity_reward(actions, valid, full_logp, settings.base_rate)
         total_reward = (settings.lambda1 * future + settings.lambda2 * perplexity) * valid_float
         if settings.normalize_rewards:
