@@ -46,6 +46,12 @@ def sampler_decisions(model: AutoSAMRecommender, inputs: np.ndarray) -> tuple[np
     return probability.numpy(), model.inference_keep(inputs, probability).numpy()
 
 
+def _split_histories(data: PreparedData, split: str) -> list[np.ndarray]:
+    """Every user's input history for ``split`` (one of :data:`SPLITS`)."""
+    histories, _ = data.test_examples() if split == "test" else data.validation_examples()
+    return histories
+
+
 def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:
     """P(score of a positive > score of a negative), ties counting 1/2 (Mann-Whitney U / (n+ n-))."""
     scores, positive = np.asarray(scores, np.float64).ravel(), np.asarray(positive, bool).ravel()
@@ -69,7 +75,7 @@ def noise_separation(
     order (``input_pipeline.planted_noise.read_noise_labels``). Returns the ROC
     AUC of "real" against the keep probability and the mean probability of each kind.
     """
-    histories, _ = data.test_examples() if split == "test" else data.validation_examples()
+    histories = _split_histories(data, split)
     max_len = model.backbone.max_len
     windows = left_pad(histories, max_len)
     is_noise = np.zeros(windows.shape, bool)
@@ -91,7 +97,7 @@ def noise_separation(
 
 def describe_user(model: AutoSAMRecommender, data: PreparedData, raw_user: str, split: str = "test") -> list[SamplerDecision]:
     """The sampler's view of one user's input window for ``split`` (oldest behaviour first)."""
-    histories, _ = data.test_examples() if split == "test" else data.validation_examples()
+    histories = _split_histories(data, split)
     window = left_pad([histories[data.user_index(raw_user)]], model.backbone.max_len)
     probability, keep = sampler_decisions(model, window)
     return [

@@ -121,10 +121,7 @@ class AutoSAMRecommender(SequentialRecommender):
         """[batch, L] -(score of x_t given x_<t), centred per user; 0 where x_t has no prefix."""
         previous = tf.concat([tf.zeros_like(full_hidden[:, :1]), full_hidden[:, :-1]], axis=1)
         score = tf.reduce_sum(previous * self.backbone.embed_items(inputs), axis=-1)
-        valid = tf.cast(tf.not_equal(inputs, PADDING_ID), tf.float32)
-        has_prefix = valid * tf.concat([tf.zeros_like(valid[:, :1]), valid[:, :-1]], axis=1)
-        mean = tf.math.divide_no_nan(tf.reduce_sum(score * has_prefix, 1, keepdims=True), tf.reduce_sum(has_prefix, 1, keepdims=True))
-        return (mean - score) * has_prefix
+        return -rewards.centre_per_user(score, rewards.prefix_mask(tf.not_equal(inputs, PADDING_ID)))
 
     def sampler_acting(self) -> tf.Tensor:
         """False during the warm-up epochs, when every behaviour is kept and the sampler does not learn."""

@@ -61,17 +61,28 @@ def future_prediction_reward(
     return tf.matmul(reward, discount, transpose_b=True)
 
 
+def prefix_mask(valid: tf.Tensor) -> tf.Tensor:
+    """1.0 where x_t is a real item with a real item before it: the slots a prediction of x_t exists for."""
+    valid = tf.cast(valid, tf.float32)
+    return valid * tf.concat([tf.zeros_like(valid[:, :1]), valid[:, :-1]], axis=1)
+
+
+def centre_per_user(values: tf.Tensor, has_prefix: tf.Tensor) -> tf.Tensor:
+    """``values`` minus each user's mean over the ``has_prefix`` slots; 0 elsewhere."""
+    values = values * has_prefix
+    mean = tf.math.divide_no_nan(tf.reduce_sum(values, axis=1, keepdims=True), tf.reduce_sum(has_prefix, axis=1, keepdims=True))
+    return (values - mean) * has_prefix
+
+
 def sequence_perplexity_reward(keep: tf.Tensor, valid: tf.Tensor, full_logp: tf.Tensor, base_rate: float) -> tf.Tensor:
     """(log P(x_t | x_<t) - mean_t log P + b) * (2 a_t - 1), zero where x_t has no prefix.
 
     log P(x_t | x_<t) is ``full_logp[t - 1]``; the user's first item (and
     padding) has none, gets reward 0 and is left out of the per-user mean.
     """
-    valid = tf.cast(valid, full_logp.dtype)
-    has_prefix = valid * tf.concat([tf.zeros_like(valid[:, :1]), valid[:, :-1]], axis=1)
-    item_logp = tf.concat([tf.zeros_like(full_logp[:, :1]), full_logp[:, :-1]], axis=1) * has_prefix
-    mean = tf.math.divide_no_nan(tf.reduce_sum(item_logp, axis=1, keepdims=True), tf.reduce_sum(has_prefix, axis=1, keepdims=True))
-    return (item_logp - mean + base_rate) * (2.0 * keep - 1.0) * has_prefix
+    has_prefix = prefix_mask(valid)
+    item_logp = tf.concat([tf.zeros_like(full_logp[:, :1]), full_logp[:, :-1]], axis=1)
+    return (centre_per_user(item_logp, has_prefix) + base_rate) * (2.0 * keep - 1.0) * has_prefix
 
 
 def standardize(total_reward: tf.Tensor, valid: tf.Tensor) -> tf.Tensor:
