@@ -33,10 +33,11 @@ from typing import Mapping, Optional, Union
 import numpy as np
 
 from input_pipeline.cache import atomic_directory
+from input_pipeline.encoding import EncodedLog, encode_log
 from input_pipeline.errors import DataError
 from input_pipeline.schema import FIRST_ITEM_ID, PADDING_ID, Interactions
 
-PREPARATION_VERSION = 1
+PREPARATION_VERSION = 2
 MIN_SEQUENCE_LENGTH = 3
 
 SEQUENCES_FILE = "sequences.npz"
@@ -69,6 +70,7 @@ class PreparationReport:
     dedupe: bool
     k_core: int
     skipped_rows: dict[str, int] = field(default_factory=dict)
+    time_unit: str = "as in the file"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -187,21 +189,29 @@ class PreparedData:
 
 
 def prepare(
-    interactions: Interactions,
+    log: Union[Interactions, EncodedLog],
     *,
     dedupe: bool = True,
     k_core: int = 0,
     skipped_rows: Optional[Mapping[str, int]] = None,
     source: str = "interactions",
+    time_unit: str = "as in the file",
 ) -> PreparedData:
-    """Raw rows in file order -> :class:`PreparedData` (steps in the module docstring)."""
+    """Raw rows in file order -> :class:`PreparedData` (steps in the module docstring).
+
+    Large logs arrive already encoded (:func:`input_pipeline.encoding.encode_log`
+    streams them); small ones may come as :class:`Interactions`. ``skipped_rows``
+    defaults to the encoded log's own count.
+    """
     if k_core < 0:
         raise ValueError(f"k_core must be 0 (off) or positive, got {k_core}")
-    user_codes, user_names = _codes_by_first_appearance(interactions.user)
-    item_codes, item_names = _codes_by_first_appearance(interactions.item)
-    timestamps = interactions.timestamp
+    encoded = log if isinstance(log, EncodedLog) else encode_log(log)
+    if skipped_rows is None:
+        skipped_rows = encoded.skipped_rows
+    user_codes, item_codes, timestamps = encoded.user, encoded.item, encoded.timestamp
+    user_names, item_names = encoded.user_names, encoded.item_names
 
-    keep = ~_duplicates(user_codes, item_codes, timestamps) if dedupe else np.ones(len(interactions), bool)
+    keep = ~_duplicates(user_codes, item_codes, timestamps) if dedupe else np.ones(len(encoded), bool)
     after_dedupe = int(keep.sum())
     if k_core:
         keep = _k_core(user_codes, item_codes, keep, k_core, len(user_names), len(item_names))
@@ -210,47 +220,45 @@ def prepare(
     keep &= ~short[user_codes]
 
     rows = np.flatnonzero(keep)
+    del keep
     if len(rows) == 0:
         raise DataError(source, None, f"no user has at least {MIN_SEQUENCE_LENGTH} interactions after preparation")
     kept_users = np.bincount(user_codes[rows], minlength=len(user_names)) > 0
     user_index = np.cumsum(kept_users) - 1
     users = user_index[user_codes[rows]]
     times = timestamps[rows]
+    items = item_codes[rows]
+    del rows
 
     chronological = np.argsort(times, kind="stable")
-    item_id, item_order = _ids_by_first_appearance(item_codes[rows][chronological], len(item_names))
+    item_id, item_order = _ids_by_first_appearance(items[chronological], len(item_names))
     by_user = chronological[np.argsort(users[chronological], kind="stable")]
+    del chronological
 
     report = PreparationReport(
         source=source,
-        rows=len(interactions),
+        rows=len(encoded),
         users=int(kept_users.sum()),
         items=len(item_order),
-        interactions=len(rows),
+        interactions=len(items),
         excluded_users=int(short.sum()),
         excluded_interactions=int(counts[short].sum()),
-        duplicates_removed=len(interactions) - after_dedupe,
+        duplicates_removed=len(encoded) - after_dedupe,
         k_core_removed_users=len(user_names) - int((counts > 0).sum()),
         k_core_removed_interactions=after_dedupe - int(counts.sum()),
         dedupe=dedupe,
         k_core=k_core,
         skipped_rows=dict(sorted((skipped_rows or {}).items())),
+        time_unit=time_unit,
     )
     return PreparedData(
-        items=item_id[item_codes[rows][by_user]].astype(np.int32),
+        items=item_id[items[by_user]].astype(np.int32),
         timestamps=times[by_user],
         offsets=np.concatenate([[0], np.cumsum(np.bincount(users, minlength=report.users))]).astype(np.int64),
         user_vocab=[user_names[code] for code in np.flatnonzero(kept_users)],
         item_vocab=[""] + [item_names[code] for code in item_order],
         report=report,
     )
-
-
-def _codes_by_first_appearance(values: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    """(code per row, name per code): codes count up in order of first appearance."""
-    codes: dict[str, int] = {}
-    row_codes = np.fromiter((codes.setdefault(value, len(codes)) for value in values), np.int64, len(values))
-    return row_codes, list(codes)
 
 
 def _ids_by_first_appearance(codes: np.ndarray, num_codes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -263,8 +271,12 @@ def _ids_by_first_appearance(codes: np.ndarray, num_codes: int) -> tuple[np.ndar
 
 
 def _duplicates(users: np.ndarray, items: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
-    """True for each row that repeats an earlier row's (user, item, timestamp)."""
-    order = np.lexsort((np.arange(len(users)), timestamps, items, users))
+    """True for each row that repeats an earlier row's (user, item, timestamp).
+
+    ``lexsort`` is stable, so within a group of equal rows the first in file
+    order comes first and is the one kept.
+    """
+    order = np.lexsort((timestamps, items, users))
     same = np.ones(max(len(users) - 1, 0), bool)
     for column in (users, items, timestamps):
         sorted_column = column[order]
@@ -290,17 +302,23 @@ def _k_core(
 def save_prepared(data: PreparedData, directory: Union[str, os.PathLike]) -> pathlib.Path:
     """Writes ``directory`` whole or not at all (FileExistsError if it exists).
 
-    Files: ``sequences.npz`` (items, timestamps, offsets), ``users.vocab``
-    (line u = raw id of user u), ``items.vocab`` (line k = raw id of item k + 1:
-    the padding id 0 has no line), ``report.json``.
+    Files: ``sequences.npz`` (items, timestamps, offsets) and those of
+    :func:`save_vocabularies`.
     """
     with atomic_directory(directory) as folder:
         np.savez(folder / SEQUENCES_FILE, items=data.items, timestamps=data.timestamps, offsets=data.offsets)
-        (folder / USERS_VOCAB_FILE).write_bytes(_vocabulary_text(data.user_vocab).encode("utf-8"))
-        (folder / ITEMS_VOCAB_FILE).write_bytes(_vocabulary_text(data.item_vocab[FIRST_ITEM_ID:]).encode("utf-8"))
-        report = json.dumps(data.report.to_dict(), indent=2, sort_keys=True) + "\n"
-        (folder / REPORT_FILE).write_bytes(report.encode("utf-8"))
+        save_vocabularies(data, folder)
     return pathlib.Path(directory)
+
+
+def save_vocabularies(data: PreparedData, folder: pathlib.Path) -> None:
+    """``users.vocab`` (line u = raw id of user u), ``items.vocab`` (line k = raw id of
+    item k + 1: the padding id 0 has no line) and ``report.json``, into an existing folder
+    that the caller renames into place when complete."""
+    (folder / USERS_VOCAB_FILE).write_bytes(_vocabulary_text(data.user_vocab).encode("utf-8"))
+    (folder / ITEMS_VOCAB_FILE).write_bytes(_vocabulary_text(data.item_vocab[FIRST_ITEM_ID:]).encode("utf-8"))
+    report = json.dumps(data.report.to_dict(), indent=2, sort_keys=True) + "\n"
+    (folder / REPORT_FILE).write_bytes(report.encode("utf-8"))
 
 
 def load_prepared(directory: Union[str, os.PathLike]) -> PreparedData:
@@ -308,6 +326,13 @@ def load_prepared(directory: Union[str, os.PathLike]) -> PreparedData:
     folder = pathlib.Path(directory)
     with np.load(folder / SEQUENCES_FILE, allow_pickle=False) as arrays:
         items, timestamps, offsets = arrays["items"], arrays["timestamps"], arrays["offsets"]
+    return assemble_prepared(folder, items, timestamps, offsets)
+
+
+def assemble_prepared(
+    folder: pathlib.Path, items: np.ndarray, timestamps: np.ndarray, offsets: np.ndarray
+) -> PreparedData:
+    """Sequences plus the files of :func:`save_vocabularies` in ``folder``, checked for consistency."""
     try:
         return PreparedData(
             items=items,

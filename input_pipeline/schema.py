@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Sequence, Union
 
 import numpy as np
+import pyarrow as pa
 
 PADDING_ID = 0
 FIRST_ITEM_ID = 1
@@ -69,7 +70,8 @@ def timestamp_column(values: Sequence[Timestamp]) -> np.ndarray:
 class Interactions:
     """Raw interaction rows in file order, as parallel columns.
 
-    ``user`` and ``item`` hold raw string ids (object arrays); ``timestamp`` is
+    ``user`` and ``item`` hold raw string ids (object arrays, or pyarrow string
+    arrays when a fast reader produced them); ``timestamp`` is
     int64 or float64 (see :func:`timestamp_column`); ``line`` is each row's
     source line number, kept so later checks can point at the file.
     """
@@ -97,6 +99,19 @@ class Interactions:
 
     def __len__(self) -> int:
         return len(self.user)
+
+    @classmethod
+    def concatenate(cls, chunks: Sequence["Interactions"]) -> "Interactions":
+        """One log from chunks in order (ids as object arrays, whatever form the chunks hold)."""
+        def object_ids(column: Sequence[str]) -> np.ndarray:
+            return np.array(list(column.to_pylist() if isinstance(column, pa.Array) else column), dtype=object)
+
+        return cls(
+            user=np.concatenate([object_ids(chunk.user) for chunk in chunks]) if chunks else np.zeros(0, object),
+            item=np.concatenate([object_ids(chunk.item) for chunk in chunks]) if chunks else np.zeros(0, object),
+            timestamp=np.concatenate([chunk.timestamp for chunk in chunks]) if chunks else np.zeros(0, np.int64),
+            line=np.concatenate([chunk.line for chunk in chunks]) if chunks else np.zeros(0, np.int64),
+        )
 
     def canonical_lines(self) -> list[str]:
         """One ``user\\titem\\ttimestamp`` line per row: the form checksums and caches use."""

@@ -189,7 +189,7 @@ def test_csv_dataset_is_prepared_once_then_reused(tmp_path, monkeypatch):
     def must_not_run(*args, **kwargs):
         raise AssertionError("parsed or prepared again")
 
-    monkeypatch.setattr(datasets, "read_csv_log", must_not_run)
+    monkeypatch.setattr(datasets, "csv_log_chunks", must_not_run)
     monkeypatch.setattr(datasets, "prepare", must_not_run)
     messages.clear()
     second = datasets.load_dataset("csv", data_path=csv_path, data_dir=tmp_path / "cache", log=messages.append)
@@ -250,7 +250,7 @@ def test_ml100k_is_keyed_by_its_verified_checksum(tmp_path, monkeypatch):
 
 
 def test_unknown_dataset_lists_the_known_names():
-    with pytest.raises(datasets.UnknownDatasetError, match=r"^unknown dataset 'nope'; known datasets: csv, ml100k$"):
+    with pytest.raises(datasets.UnknownDatasetError, match=r"^unknown dataset 'nope'; known datasets: csv, ml100k, alipay, amazon, tmall, yelp \(amazon/<category>\)$"):
         datasets.load_dataset("nope")
     assert issubclass(datasets.UnknownDatasetError, ValueError)
 

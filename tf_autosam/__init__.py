@@ -8,13 +8,21 @@ it is set here, before any module of the package imports TensorFlow.
 """
 
 import os
+import sys
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def _require_legacy_keras() -> None:
-    """Fail at import time, with the fix, if ``tf.keras`` already resolved to Keras 3."""
+    """Fail at import time, with the fix, if ``tf.keras`` already resolved to Keras 3.
+
+    Only an already imported TensorFlow can be wrong: one imported later sees
+    the variable above. Not importing it here keeps quick answers quick (a
+    missing data file is reported before TensorFlow loads).
+    """
+    if "tensorflow" not in sys.modules:
+        return
     import tensorflow as tf
 
     dense_module = tf.keras.layers.Dense.__module__

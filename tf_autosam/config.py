@@ -19,16 +19,21 @@ def _field(default: Any, help: str, choices: Optional[tuple] = None) -> Any:
     return dataclasses.field(default=default, metadata=metadata)
 
 
+LARGE_CATALOGUE_NEGATIVES = 10_000
+
+
 @dataclasses.dataclass
 class TrainerConfig:
     """The resolved configuration of one training run."""
 
     # Data.
-    dataset: str = _field("ml100k", "Dataset name: ml100k (MovieLens-100K, fetched and cached) or csv (--data_path).")
+    dataset: str = _field("ml100k", "Dataset name: ml100k (MovieLens-100K, fetched and cached), csv (--data_path), or a hand-downloaded one: tmall, alipay, yelp, amazon/<category> (raw file in --manual_dir; a missing file prints where to get it).")
     data_path: Optional[str] = _field(None, "Interaction CSV with header user_id,item_id,timestamp (for --dataset=csv).")
     data_dir: Optional[str] = _field(None, "Cache directory for raw and prepared data (default: $TF_AUTOSAM_DATA_DIR or ~/.cache/tf_autosam).")
+    manual_dir: Optional[str] = _field(None, "Folder holding hand-downloaded raw files (default: <data_dir>/tfds/downloads/manual, tensorflow-datasets' convention).")
     dedupe: bool = _field(True, "Drop exact duplicate (user, item, timestamp) rows before building sequences.")
-    k_core: int = _field(0, "Iterative k-core filter on users and items (0 = off).")
+    k_core: Optional[int] = _field(None, "Iterative k-core filter on users and items (0 = off; unset = the dataset's default: 5 for tmall, alipay, yelp, amazon; off for ml100k and csv).")
+    actions: Optional[str] = _field(None, "Comma-separated action codes that count as interactions (tmall: 0 click, 1 cart, 2 purchase, 3 favourite; alipay: 0 click, 1 buy); unset = all.")
     skip_bad_rows: bool = _field(False, "Skip malformed rows and report them instead of stopping at the first one.")
 
     # Model.
@@ -68,6 +73,7 @@ class TrainerConfig:
     jit_compile: bool = _field(False, "Compile the training step with XLA (AutoSAM then runs compacted windows at full width: XLA needs static shapes).")
     weight_decay: float = _field(0.0, "Decoupled weight decay of the recommender's weights (AdamW; LayerNorm parameters and biases excluded); 0 = plain Adam.")
     num_negatives: int = _field(0, "Shared uniform negatives per batch for sampled softmax; 0 (or >= catalogue size) = full softmax.")
+    full_softmax_max_items: int = _field(200_000, "Largest catalogue trained with a full softmax: above it, num_negatives 0 becomes 10,000 shared negatives (full logits need batch x max_len x items floats), and the run says so.")
     window_overlap: float = _field(0.5, "Fraction of a training window shared with the next window cut from the same history (0 = non-overlapping).")
     new_targets_only: bool = _field(False, "With overlapping windows, train each target once: only on the positions a window adds over the next.")
     patience: int = _field(10, "Epochs without validation NDCG@10 improvement before stopping (best weights are restored).")
@@ -86,9 +92,22 @@ class TrainerConfig:
         """Items between the ends of consecutive training windows of one user."""
         return max(1, round(self.max_len * (1.0 - self.window_overlap)))
 
+    @property
+    def action_codes(self) -> Optional[frozenset[str]]:
+        """``actions`` as a set of codes (None = every action)."""
+        if self.actions is None:
+            return None
+        return frozenset(code.strip() for code in self.actions.split(",") if code.strip())
+
     def __post_init__(self) -> None:
         if self.target_keep_rate is not None and not 0.0 < self.target_keep_rate <= 1.0:
             raise ValueError(f"target_keep_rate must be in (0, 1], got {self.target_keep_rate}")
+
+    def for_catalogue(self, num_items: int) -> "TrainerConfig":
+        """This config, with sampled softmax where a full one over ``num_items`` would not fit."""
+        if self.num_negatives == 0 and num_items > self.full_softmax_max_items:
+            return self.replace(num_negatives=LARGE_CATALOGUE_NEGATIVES)
+        return self
 
     def replace(self, **overrides: Any) -> "TrainerConfig":
         unknown = set(overrides) - {f.name for f in dataclasses.fields(self)}

@@ -125,6 +125,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     data = load_dataset(
         config.dataset, data_path=config.data_path, data_dir=config.data_dir, dedupe=config.dedupe,
         k_core=config.k_core, skip_bad_rows=config.skip_bad_rows, log=lambda line: None,
+        manual_dir=config.manual_dir, actions=config.action_codes,
     )
     try:
         if config.model != "autosam":

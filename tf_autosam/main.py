@@ -16,7 +16,6 @@ import typing
 from typing import Optional, Sequence
 
 from tf_autosam import config as config_lib
-from tf_autosam.metrics import DEFAULT_CUTOFFS
 
 USAGE_ERROR = 2
 
@@ -36,8 +35,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset", default="default", choices=sorted(config_lib.PRESETS),
         help="Named set of hyper-parameters; explicit flags override it. [default: default]",
     )
+    add_config_flags(parser)
+    return parser
+
+
+DATA_FIELDS = ("dataset", "data_path", "data_dir", "manual_dir", "dedupe", "k_core", "actions", "skip_bad_rows")
+
+
+def add_config_flags(parser: argparse.ArgumentParser, names: Optional[Sequence[str]] = None) -> None:
+    """One flag per config field (all, or ``names``), with the field's help text; unset flags stay absent."""
     defaults = config_lib.preset("default")
     for field in dataclasses.fields(config_lib.TrainerConfig):
+        if names is not None and field.name not in names:
+            continue
         kind = _flag_type(field)
         help_text = f"{field.metadata['help']} [default preset: {getattr(defaults, field.name)}]"
         options = dict(help=help_text, default=argparse.SUPPRESS)
@@ -47,7 +57,6 @@ def build_parser() -> argparse.ArgumentParser:
             options["type"] = kind
             options["choices"] = field.metadata.get("choices")
         parser.add_argument(f"--{field.name}", **options)
-    return parser
 
 
 def resolve_config(argv: Optional[Sequence[str]] = None) -> config_lib.TrainerConfig:
@@ -68,18 +77,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     config = resolve_config(argv)
     from input_pipeline.datasets import DatasetRequestError, load_dataset
     from input_pipeline.errors import DataError, DataUnavailableError
-    from tf_autosam.metrics import format_table
-    from tf_autosam.run_directory import RunDirectory
-    from tf_autosam.training import run_training
 
     try:
         data = load_dataset(
             config.dataset, data_path=config.data_path, data_dir=config.data_dir,
             dedupe=config.dedupe, k_core=config.k_core, skip_bad_rows=config.skip_bad_rows,
+            manual_dir=config.manual_dir, actions=config.action_codes,
         )
     except (DatasetRequestError, DataError, DataUnavailableError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return USAGE_ERROR
+    from tf_autosam.metrics import DEFAULT_CUTOFFS, format_table
+    from tf_autosam.run_directory import RunDirectory
+    from tf_autosam.training import run_training
+
     run = RunDirectory.create(config.run_dir, config.dataset, config.model)
     print(f"run directory: {run.path}")
     results = run_training(config, data, run)

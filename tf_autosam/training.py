@@ -150,6 +150,11 @@ def load_best_model(run_dir: pathlib.Path, data: PreparedData, **overrides) -> t
 
 def run_training(config: TrainerConfig, data: PreparedData, run: RunDirectory, log: Callable[[str], None] = print) -> dict:
     """Trains the configured model, evaluates its best epoch and writes ``metrics.json``."""
+    fitted = config.for_catalogue(data.num_items)
+    if fitted != config:
+        log(f"{data.num_items:,} items: a full softmax would not fit; training with {fitted.num_negatives:,} "
+            f"shared sampled negatives (raise --full_softmax_max_items to force a full softmax)")
+        config = fitted
     seed_everything(config.seed)
     run.write_text("config.json", config.to_json())
     evaluation = EvaluationData.from_prepared(data, config)

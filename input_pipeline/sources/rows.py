@@ -18,6 +18,9 @@ WRONG_FIELD_COUNT = "wrong field count"
 BAD_TIMESTAMP = "bad timestamp"
 BAD_USER_ID = "bad user_id"
 BAD_ITEM_ID = "bad item_id"
+BAD_ACTION = "bad action"
+BAD_JSON = "bad JSON"
+MISSING_FIELD = "missing field"
 
 
 class RowCollector:
@@ -38,8 +41,8 @@ class RowCollector:
             raise DataError(self.file, line, problem)
         self.skipped[reason] += 1
 
-    def add(self, line: int, user: str, item: str, timestamp: str) -> None:
-        """Adds one row given as text, or rejects it with the first problem found."""
+    def add(self, line: int, user: str, item: str, timestamp: Union[str, Timestamp]) -> None:
+        """Adds one row (timestamp as text, or already a number), or rejects it with the first problem found."""
         problem = id_problem("user_id", user)
         if problem:
             return self.reject(line, BAD_USER_ID, problem)
@@ -47,13 +50,24 @@ class RowCollector:
         if problem:
             return self.reject(line, BAD_ITEM_ID, problem)
         try:
-            value = parse_timestamp(timestamp)
+            value = parse_timestamp(timestamp) if isinstance(timestamp, str) else timestamp
         except ValueError as error:
             return self.reject(line, BAD_TIMESTAMP, str(error))
         self._users.append(user)
         self._items.append(item)
         self._timestamps.append(value)
         self._lines.append(line)
+
+    @property
+    def rows(self) -> int:
+        """Rows collected since the last :meth:`take`."""
+        return len(self._users)
+
+    def take(self) -> Interactions:
+        """The rows collected so far, as one chunk; the collector starts empty again."""
+        chunk = Interactions.from_rows(self._users, self._items, self._timestamps, self._lines)
+        self._users, self._items, self._timestamps, self._lines = [], [], [], []
+        return chunk
 
     def finish(self) -> tuple[Interactions, collections.Counter[str]]:
         """The collected rows and the skip counts; a file with no usable row is an error."""
@@ -62,5 +76,4 @@ class RowCollector:
                 counts = ", ".join(f"{reason}: {count}" for reason, count in sorted(self.skipped.items()))
                 raise DataError(self.file, None, f"no usable rows (every row was skipped: {counts})")
             raise DataError(self.file, None, "no data rows")
-        interactions = Interactions.from_rows(self._users, self._items, self._timestamps, self._lines)
-        return interactions, self.skipped
+        return self.take(), self.skipped

@@ -1,0 +1,242 @@
+"""Delimited text logs (CSV and the like) of any size, read block by block.
+
+Fast path: each block of whole lines (about 32 MB) is parsed by pyarrow's C++
+reader into string columns and checked with vectorised kernels. A block with
+anything unusual (a blank line, a wrong field count, an empty id, a timestamp
+that is not a plain integer, bad UTF-8, an unknown action code) is read again
+line by line through :class:`~input_pipeline.sources.rows.RowCollector`, the
+rules every reader shares, which names the line or counts the skip. Both paths
+accept exactly the same rows, so results never depend on where blocks end.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from typing import BinaryIO, Callable, Iterator, Optional, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+
+from input_pipeline.errors import DataError, not_utf8
+from input_pipeline.schema import Interactions
+from input_pipeline.sources.rows import BAD_ACTION, WRONG_FIELD_COUNT, RowCollector
+
+BLOCK_BYTES = 32 << 20
+PLAIN_INTEGER = r"^-?[0-9]{1,18}$"
+UTF8_BOM = "\ufeff"
+
+HeaderCheck = Callable[[list[str], str], Sequence[str]]
+
+
+def exact_header(expected: Sequence[str], layout: str) -> HeaderCheck:
+    """A header check for published layouts: the header must be exactly ``expected``."""
+
+    def check(header: list[str], file: str) -> Sequence[str]:
+        names = [name.strip() for name in header]
+        if names != list(expected):
+            raise DataError(
+                file, 1, f"header is {','.join(names)!r}, expected {','.join(expected)!r}: not a {layout} file"
+            )
+        return names
+
+    return check
+
+
+@dataclass(frozen=True)
+class DelimitedLayout:
+    """Where the fields of one kind of delimited file are.
+
+    ``header``: None for headerless files (``names`` are then the columns),
+    else a check that turns the header line into the column names (raising
+    DataError for a wrong one). ``action``: a column whose value must be one
+    of ``action_values``; readers keep only the rows whose action they ask for.
+    """
+
+    names: Sequence[str]
+    user: str
+    item: str
+    timestamp: str
+    header: Optional[HeaderCheck] = None
+    action: Optional[str] = None
+    action_values: frozenset[str] = frozenset()
+    delimiter: str = ","
+
+
+@dataclass(frozen=True)
+class _Positions:
+    width: int
+    user: int
+    item: int
+    timestamp: int
+    action: Optional[int]
+
+
+def read_delimited(
+    stream: BinaryIO,
+    file: str,
+    layout: DelimitedLayout,
+    collector: RowCollector,
+    *,
+    keep_actions: Optional[frozenset[str]] = None,
+    block_bytes: int = BLOCK_BYTES,
+) -> Iterator[Interactions]:
+    """Yields the file's accepted rows in file order, one chunk per block.
+
+    ``collector`` applies the bad-row policy and keeps the skip counts.
+    ``keep_actions`` (default: every valid action) selects rows by the
+    layout's action column. Raises DataError for an empty file, a wrong
+    header, a file without usable rows and (unless skipping) a bad row.
+    """
+    names, first_line = list(layout.names), 1
+    if layout.header is not None:
+        names, first_line = list(layout.header(_header_fields(stream, file, layout), file)), 2
+    positions = _Positions(
+        width=len(names),
+        user=names.index(layout.user),
+        item=names.index(layout.item),
+        timestamp=names.index(layout.timestamp),
+        action=names.index(layout.action) if layout.action else None,
+    )
+    valid = layout.action_values
+    keep = valid if keep_actions is None else keep_actions
+    rows = 0
+    for block, line, complete in _blocks(stream, block_bytes, first_line):
+        chunk = _fast_chunk(block, line, complete, positions, layout.delimiter, valid, keep)
+        if chunk is None:
+            chunk = _careful_chunk(block, line, complete, positions, layout, collector, keep)
+        rows += len(chunk)
+        yield chunk
+    if not rows:
+        collector.finish()
+
+
+def _header_fields(stream: BinaryIO, file: str, layout: DelimitedLayout) -> list[str]:
+    raw = stream.readline()
+    try:
+        text = raw.decode("utf-8").lstrip(UTF8_BOM)
+    except UnicodeDecodeError as error:
+        raise not_utf8(file, error) from None
+    fields = next(csv.reader([text], delimiter=layout.delimiter), [])
+    if not fields:
+        raise DataError(file, None, f"empty file; expected a header line {layout.delimiter.join(layout.names)}")
+    return fields
+
+
+def _blocks(stream: BinaryIO, block_bytes: int, first_line: int) -> Iterator[tuple[bytes, int, bool]]:
+    """(whole lines, number of the first, whether the last ends with a line break)."""
+    rest, line = b"", first_line
+    while True:
+        data = stream.read(block_bytes)
+        if not data:
+            if rest:
+                yield rest, line, False
+            return
+        data = rest + data
+        cut = data.rfind(b"\n") + 1
+        rest = data[cut:]
+        if cut:
+            yield data[:cut], line, True
+            line += data.count(b"\n", 0, cut)
+
+
+def _fast_chunk(
+    block: bytes,
+    line: int,
+    complete: bool,
+    positions: _Positions,
+    delimiter: str,
+    valid: frozenset[str],
+    keep: frozenset[str],
+) -> Optional[Interactions]:
+    """The block's rows via pyarrow, or None if anything needs the careful path."""
+    wanted = {positions.user, positions.item, positions.timestamp, positions.action} - {None}
+    column_names = [f"c{index}" for index in range(positions.width)]
+    invalid_rows: list[object] = []
+    try:
+        table = pcsv.read_csv(
+            io.BytesIO(block),
+            read_options=pcsv.ReadOptions(column_names=column_names, block_size=max(len(block) // 2, 1 << 20)),
+            parse_options=pcsv.ParseOptions(
+                delimiter=delimiter,
+                newlines_in_values=False,
+                ignore_empty_lines=False,
+                invalid_row_handler=lambda row: invalid_rows.append(row) or "skip",
+            ),
+            convert_options=pcsv.ConvertOptions(
+                column_types={column_names[index]: pa.string() for index in wanted},
+                include_columns=[column_names[index] for index in sorted(wanted)],
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return None
+    lines = block.count(b"\n") + (0 if complete else 1)
+    if invalid_rows or table.num_rows != lines:
+        return None
+    user, item, timestamp = (table.column(column_names[index]).combine_chunks()
+                             for index in (positions.user, positions.item, positions.timestamp))
+    for ids in (user, item):
+        if len(ids) and pc.min(pc.utf8_length(ids)).as_py() == 0:
+            return None
+    if len(timestamp) and not pc.all(pc.match_substring_regex(timestamp, PLAIN_INTEGER)).as_py():
+        return None
+    numbers = np.arange(line, line + lines, dtype=np.int64)
+    times = pc.cast(timestamp, pa.int64()).to_numpy()
+    if positions.action is not None:
+        action = table.column(column_names[positions.action]).combine_chunks()
+        if len(action) and not pc.all(pc.is_in(action, value_set=pa.array(sorted(valid)))).as_py():
+            return None
+        if keep != valid:
+            mask = pc.is_in(action, value_set=pa.array(sorted(keep), type=pa.string()))
+            user, item = user.filter(mask), item.filter(mask)
+            selected = mask.to_numpy(zero_copy_only=False)
+            times, numbers = times[selected], numbers[selected]
+    return Interactions(user=user, item=item, timestamp=times, line=numbers)
+
+
+def _careful_chunk(
+    block: bytes,
+    line: int,
+    complete: bool,
+    positions: _Positions,
+    layout: DelimitedLayout,
+    collector: RowCollector,
+    keep: frozenset[str],
+) -> Interactions:
+    """The block's rows line by line, each problem reported at its line or counted."""
+    try:
+        text = block.decode("utf-8")
+    except UnicodeDecodeError as error:
+        bad_line = line + block.count(b"\n", 0, error.start)
+        raise DataError(collector.file, bad_line, f"not UTF-8 text ({error.reason})") from None
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=layout.delimiter)
+    last_line = line + text.count("\n") - (1 if complete else 0)
+    row_end = 0
+    try:
+        for fields in reader:
+            number, row_end = line + row_end, reader.line_num
+            if not fields:
+                continue
+            if len(fields) != positions.width:
+                truncated = number == last_line and not complete
+                hint = " (the last line has no line break: is the file truncated?)" if truncated else ""
+                expected = f"{positions.width} fields" + (" as in the header" if layout.header else "")
+                collector.reject(number, WRONG_FIELD_COUNT, f"expected {expected}, found {len(fields)}{hint}")
+                continue
+            if positions.action is not None:
+                action = fields[positions.action]
+                if action not in layout.action_values:
+                    allowed = ", ".join(sorted(layout.action_values))
+                    collector.reject(number, BAD_ACTION, f"{layout.action} {action!r} is not one of {allowed}")
+                    continue
+                if action not in keep:
+                    continue
+            collector.add(number, fields[positions.user], fields[positions.item], fields[positions.timestamp])
+    except csv.Error as error:
+        raise DataError(collector.file, line + row_end, f"unreadable CSV ({error})") from None
+    return collector.take()
