@@ -12,6 +12,8 @@ INSTALL_REQUIRES = [
     "keras-tuner>=1.4.8,<1.5",
     "tensorboard>=2.21,<2.22",
     "numpy>=1.26,<3",
+    "pyarrow>=17,<27",
+    "tqdm>=4.60",
 ]
 
 setup(

@@ -1,9 +1,11 @@
 """Training and evaluation speed: sequences/s, ms/step, FLOPs per sequence, achieved GFLOP/s, ms per evaluated user.
 
     python benchmarks/train_speed.py [--preset=default] [--max_len=100] [--batch_size=128]
+    python benchmarks/train_speed.py --dataset=tmall --preset=reference --models=sasrec --eval_users=0
 
 Runs the real training step (``model.fit``) on full-length synthetic windows
-with the ML-100K catalogue size, and, in the same process, measures this
+with the ML-100K catalogue size (or on a prepared dataset's real training
+windows and catalogue, ``--dataset``), and, in the same process, measures this
 machine's own fp32 matmul rate for scale; then times full-ranking evaluation
 (the evaluator used for validation and test) on full-length histories.
 Shared machines are noisy: every figure is the median of ``--repeats`` timed
@@ -13,6 +15,7 @@ runs, and the ratios compare models timed in the same process.
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import time
 
@@ -21,6 +24,8 @@ import numpy as np
 import tensorflow as tf
 
 from input_pipeline import pipeline
+from input_pipeline.datasets import load_dataset
+from input_pipeline.prepare import PreparedData
 from tf_autosam import models
 from tf_autosam.evaluation import RankingEvaluator
 from tf_autosam.config import TrainerConfig, preset
@@ -51,12 +56,25 @@ def matmul_gflops(shape_a: tuple[int, int], shape_b: tuple[int, int], repeats: i
     return statistics.median(rates)
 
 
-def training_seconds_per_step(model: tf.keras.Model, config: TrainerConfig, num_items: int, steps: int, repeats: int) -> float:
-    model.compile(optimizer=models.recommender_optimizer(config), jit_compile=config.jit_compile)
+def synthetic_windows(config: TrainerConfig, num_items: int, steps: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(config.seed)
     shape = (config.batch_size * steps, config.max_len)
-    windows = (rng.integers(1, num_items + 1, size=shape, dtype=np.int32), rng.integers(1, num_items + 1, size=shape, dtype=np.int32))
-    dataset = tf.data.Dataset.from_tensor_slices(windows).batch(config.batch_size).cache()
+    return rng.integers(1, num_items + 1, size=shape, dtype=np.int32), rng.integers(1, num_items + 1, size=shape, dtype=np.int32)
+
+
+def dataset_windows(data: PreparedData, config: TrainerConfig, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``steps`` batches of the dataset's real training windows, in a seeded random order."""
+    inputs, targets = pipeline.training_windows(data.train_sequences(), config.max_len, config.window_stride)
+    chosen = np.random.default_rng(config.seed).permutation(len(inputs))[: config.batch_size * steps]
+    return inputs[chosen], targets[chosen]
+
+
+def training_seconds_per_step(
+    model: tf.keras.Model, config: TrainerConfig, windows: tuple[np.ndarray, np.ndarray], repeats: int
+) -> float:
+    model.compile(optimizer=models.recommender_optimizer(config), jit_compile=config.jit_compile)
+    steps = len(windows[0]) // config.batch_size
+    dataset = tf.data.Dataset.from_tensor_slices(windows).batch(config.batch_size, drop_remainder=True).cache()
     model.fit(dataset.take(3), verbose=0)
     timings = []
     for _ in range(repeats):
@@ -86,44 +104,61 @@ def main() -> None:
     parser.add_argument("--preset", default="default", help="Config preset to time.")
     parser.add_argument("--max_len", type=int, default=100, help="Window length.")
     parser.add_argument("--batch_size", type=int, default=128, help="Sequences per step.")
-    parser.add_argument("--num_items", type=int, default=ML100K_ITEMS, help="Catalogue size (full softmax over it).")
+    parser.add_argument("--num_items", type=int, default=ML100K_ITEMS, help="Catalogue size of the synthetic windows (ignored with --dataset).")
+    parser.add_argument("--dataset", default=None, help="Time on this prepared dataset's training windows and catalogue instead (e.g. tmall; see python -m tf_autosam.main --help).")
+    parser.add_argument("--data_dir", default=None, help="Data cache of --dataset (default: $TF_AUTOSAM_DATA_DIR or ~/.cache/tf_autosam).")
+    parser.add_argument("--manual_dir", default=None, help="Folder of the hand-downloaded raw file of --dataset.")
+    parser.add_argument("--k_core", type=int, default=None, help="k-core filter of --dataset (default: the dataset's own; 0 keeps the whole catalogue).")
     parser.add_argument("--models", default="sasrec,autosam", help="Comma-separated models to time (sasrec first gives the step-time ratios).")
     parser.add_argument("--steps", type=int, default=20, help="Steps per timed run.")
     parser.add_argument("--jit_compile", action="store_true", help="Compile the training step with XLA.")
-    parser.add_argument("--eval_users", type=int, default=1024, help="Synthetic users per timed evaluation.")
+    parser.add_argument("--eval_users", type=int, default=1024, help="Synthetic users per timed evaluation (0 = time training only).")
     parser.add_argument("--repeats", type=int, default=5, help="Timed runs; the median is reported.")
     args = parser.parse_args()
     config = preset(args.preset).replace(
-        max_len=args.max_len, batch_size=args.batch_size, num_negatives=0, jit_compile=args.jit_compile, sampler_warmup_epochs=0
+        max_len=args.max_len, batch_size=args.batch_size, jit_compile=args.jit_compile, sampler_warmup_epochs=0
     )
+    data = load_dataset(args.dataset, data_dir=args.data_dir, manual_dir=args.manual_dir, k_core=args.k_core) if args.dataset else None
+    num_items = data.num_items if data else args.num_items
+    config = config.for_catalogue(num_items)
+    windows = dataset_windows(data, config, args.steps) if data else synthetic_windows(config, num_items, args.steps)
 
     machine_large = matmul_gflops((2048, 2048), (2048, 2048))
     machine_block = matmul_gflops((config.batch_size * config.max_len, config.hidden_size), (config.hidden_size, config.hidden_size))
-    flops = training_flops_per_sequence(config, args.num_items)
+    flops = training_flops_per_sequence(config, num_items)
     print(f"threads: intra-op {tf.config.threading.get_intra_op_parallelism_threads() or 'auto'}")
     print(f"machine fp32 matmul: {machine_large:.0f} GFLOP/s (2048x2048), {machine_block:.0f} GFLOP/s "
           f"([{config.batch_size * config.max_len}x{config.hidden_size}]x[{config.hidden_size}x{config.hidden_size}])")
+    softmax = f"sampled softmax ({config.num_negatives:,} shared negatives)" if config.num_negatives else "full softmax"
+    print(f"windows: {'real training windows of ' + args.dataset if data else 'synthetic'}")
     print(f"preset {args.preset}: d {config.hidden_size}, {config.num_blocks} blocks, {config.num_heads} heads, "
-          f"max_len {config.max_len}, batch {config.batch_size}, {args.num_items} items, full softmax; "
-          f"SASRec costs {flops / 1e6:.0f} MFLOP per training sequence")
+          f"max_len {config.max_len}, batch {config.batch_size}, {num_items:,} items, {softmax}; "
+          f"SASRec costs {flops / 1e6:.0f} MFLOP per training sequence{' (with a full softmax)' if config.num_negatives else ''}")
     baseline = evaluation_baseline = None
     first = args.models.split(",")[0]
     for name in args.models.split(","):
         model_config = config.replace(model=name)
         tf.keras.utils.set_random_seed(config.seed)
-        model = models.build_recommender(model_config, args.num_items)
-        step = training_seconds_per_step(model, model_config, args.num_items, args.steps, args.repeats)
-        evaluation = evaluation_seconds_per_user(model, model_config, args.num_items, args.eval_users, args.repeats)
-        baseline, evaluation_baseline = baseline or step, evaluation_baseline or evaluation
+        model = models.build_recommender(model_config, num_items)
+        step = training_seconds_per_step(model, model_config, windows, args.repeats)
+        baseline = baseline or step
         sequences_per_second = config.batch_size / step
-        line = (f"  {name:<8} {sequences_per_second:6.0f} sequences/s  {step * 1000:7.1f} ms/step  step time x{step / baseline:.2f} of {first}"
-                f"  | evaluation {evaluation * 1000:.2f} ms/user, x{evaluation / evaluation_baseline:.2f} of {first}")
+        line = f"  {name:<8} {sequences_per_second:6.0f} sequences/s  {step * 1000:7.1f} ms/step  step time x{step / baseline:.2f} of {first}"
+        if args.eval_users:
+            evaluation = evaluation_seconds_per_user(model, model_config, num_items, args.eval_users, args.repeats)
+            evaluation_baseline = evaluation_baseline or evaluation
+            line += f"  | evaluation {evaluation * 1000:.2f} ms/user, x{evaluation / evaluation_baseline:.2f} of {first}"
         if name == "autosam":
             line += f" ({model_config.inference_mode} mode)"
-        if name == "sasrec":
+        if name == "sasrec" and not config.num_negatives:
             achieved = flops * sequences_per_second / 1e9
             line += f"  {achieved:.0f} GFLOP/s achieved ({achieved / machine_large:.0%} of the 2048x2048 matmul rate)"
         print(line, flush=True)
+    print(f"peak memory (RSS) of this process: {peak_rss_gib():.2f} GiB")
+
+
+def peak_rss_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 if __name__ == "__main__":
     main()

@@ -73,3 +73,22 @@ def test_target_log_probabilities_average_to_the_full_loss(case):
     assert np.all(log_p[targets == 0] == 0.0) and np.all(log_p[targets > 0] < 0.0)
     full = losses.full_softmax_loss(tf.constant(hidden), tf.constant(targets), tf.constant(table)).numpy()
     assert -log_p[targets > 0].mean() == pytest.approx(full, rel=1e-5)
+
+
+def test_sampled_log_probabilities_are_exact_with_every_item_once_and_unbiased_in_the_normaliser(case):
+    hidden, targets, table = case
+    num_items = table.shape[0] - 1
+    exact = losses.target_log_probabilities(tf.constant(hidden), tf.constant(targets), tf.constant(table)).numpy()
+    every_item = tf.range(1, num_items + 1, dtype=tf.int32)
+    estimate = losses.sampled_target_log_probabilities(
+        tf.constant(hidden), tf.constant(targets), tf.constant(table), every_item, num_items).numpy()
+    np.testing.assert_allclose(estimate, exact, rtol=1e-5, atol=1e-6)
+    # Over many random draws, exp(-estimate) - 1 (the normaliser's non-target part over the
+    # target's score) averages to the exact value: the estimator is unbiased there.
+    draws = [losses.sampled_target_log_probabilities(
+        tf.constant(hidden), tf.constant(targets), tf.constant(table),
+        losses.uniform_negatives(4, num_items, tf.constant([seed, 0], tf.int64)), num_items).numpy()
+        for seed in range(3000)]
+    valid = targets > 0
+    mean_ratio = np.mean([np.exp(-draw[valid]) - 1 for draw in draws], axis=0)
+    np.testing.assert_allclose(mean_ratio, np.exp(-exact[valid]) - 1, rtol=0.1)

@@ -46,6 +46,26 @@ def target_log_probabilities(hidden: tf.Tensor, targets: tf.Tensor, item_table: 
     return tf.where(tf.not_equal(targets, PADDING_ID), log_probability, 0.0)
 
 
+def sampled_target_log_probabilities(
+    hidden: tf.Tensor, targets: tf.Tensor, item_table: tf.Tensor, negatives: tf.Tensor, num_items: int
+) -> tf.Tensor:
+    """[batch, L] estimate of :func:`target_log_probabilities` from shared uniform negatives.
+
+    Each of the K negatives (uniform over 1..N, accidental hits masked) stands
+    for N / K items of the softmax normaliser, an unbiased estimate of its
+    non-target part; memory is [batch, L, K] instead of [batch, L, N], which is
+    what lets rewards run on million-item catalogues. Exact when the negatives
+    are every item once.
+    """
+    positive = tf.reduce_sum(hidden * tf.gather(item_table, targets), axis=-1)
+    negative = tf.einsum("bld,kd->blk", hidden, tf.gather(item_table, negatives))
+    accidental_hit = tf.equal(targets[..., tf.newaxis], negatives)
+    count = tf.cast(tf.size(negatives), hidden.dtype)
+    negative = tf.where(accidental_hit, _EXCLUDED_LOGIT, negative + tf.math.log(num_items / count))
+    normaliser = tf.reduce_logsumexp(tf.concat([positive[..., tf.newaxis], negative], axis=-1), axis=-1)
+    return tf.where(tf.not_equal(targets, PADDING_ID), positive - normaliser, 0.0)
+
+
 def sampled_softmax_loss(
     hidden: tf.Tensor, targets: tf.Tensor, item_table: tf.Tensor, negatives: tf.Tensor
 ) -> tf.Tensor:

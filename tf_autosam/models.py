@@ -64,6 +64,14 @@ class SequentialRecommender(tf.keras.Model):
         negatives = losses.uniform_negatives(self.num_negatives, self.num_items, self.step_seed())
         return losses.sampled_softmax_loss(hidden, targets, table, negatives)
 
+    def target_log_probabilities(self, hidden: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
+        """[batch, L] log P(target): exact, or estimated from this step's shared negatives when sampling."""
+        table = self.backbone.item_table
+        if self.num_negatives == 0:
+            return losses.target_log_probabilities(hidden, targets, table)
+        negatives = losses.uniform_negatives(self.num_negatives, self.num_items, self.step_seed())
+        return losses.sampled_target_log_probabilities(hidden, targets, table, negatives, self.num_items)
+
     def train_step(self, data):
         inputs, targets = data
         with tf.GradientTape() as tape:
@@ -162,7 +170,7 @@ class AutoSAMRecommender(SequentialRecommender):
         kept = compact(inputs, keep, targets[:, -1])
         items, positions, kept_targets = self._trim(kept.items, kept.positions, kept.targets)
         hidden = self.backbone(items, positions, training=training)
-        return hidden, kept_targets, losses.target_log_probabilities(hidden, kept_targets, self.backbone.item_table)
+        return hidden, kept_targets, self.target_log_probabilities(hidden, kept_targets)
 
     def full_window_pass(self, inputs: tf.Tensor, targets: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """Hidden states [batch, L, d] and log P(target) [batch, L] of the full window, without dropout.
@@ -170,7 +178,7 @@ class AutoSAMRecommender(SequentialRecommender):
         The rewards' reference point (and the sampler's surprise feature).
         """
         hidden = self.backbone(inputs)
-        return hidden, losses.target_log_probabilities(hidden, targets, self.backbone.item_table)
+        return hidden, self.target_log_probabilities(hidden, targets)
 
     def step_losses(self, inputs: tf.Tensor, targets: tf.Tensor, full_hidden: tf.Tensor, full_logp: tf.Tensor) -> dict[str, tf.Tensor]:
         """One step's losses and monitored quantities; call inside the gradient tape.

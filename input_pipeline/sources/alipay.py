@@ -19,7 +19,7 @@ ACTIONS = {"0": "click", "1": "buy"}
 LAYOUT = DelimitedLayout(
     names=COLUMNS, user="use_ID", item="ite_ID", timestamp="time",
     header=exact_header(COLUMNS, "IJCAI-16 ijcai2016_taobao.csv"),
-    action="act_ID", action_values=frozenset(ACTIONS),
+    action="act_ID", action_values=frozenset(ACTIONS), ends_with_line_break=True,
 )
 
 

@@ -22,8 +22,12 @@ from input_pipeline.sources.rows import RowCollector
 
 REVIEWS_2023 = JsonLayout(user="user_id", item="parent_asin", timestamp="timestamp", to_timestamp=int)
 REVIEWS_2014_2018 = JsonLayout(user="reviewerID", item="asin", timestamp="unixReviewTime", to_timestamp=int)
-RATINGS_2018 = DelimitedLayout(names=("item", "user", "rating", "timestamp"), user="user", item="item", timestamp="timestamp")
-RATINGS_2014 = DelimitedLayout(names=("user", "item", "rating", "timestamp"), user="user", item="item", timestamp="timestamp")
+RATINGS_2018 = DelimitedLayout(
+    names=("item", "user", "rating", "timestamp"), user="user", item="item", timestamp="timestamp", ends_with_line_break=True
+)
+RATINGS_2014 = DelimitedLayout(
+    names=("user", "item", "rating", "timestamp"), user="user", item="item", timestamp="timestamp", ends_with_line_break=True
+)
 
 
 def _json_reader(layout: JsonLayout):

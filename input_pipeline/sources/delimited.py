@@ -28,6 +28,8 @@ from input_pipeline.sources.rows import BAD_ACTION, WRONG_FIELD_COUNT, RowCollec
 BLOCK_BYTES = 32 << 20
 PLAIN_INTEGER = r"^-?[0-9]{1,18}$"
 UTF8_BOM = "\ufeff"
+INCOMPLETE_LINE = "incomplete last line"
+TRUNCATED_HINT = "is the file truncated?"
 
 HeaderCheck = Callable[[list[str], str], Sequence[str]]
 
@@ -52,7 +54,9 @@ class DelimitedLayout:
 
     ``header``: None for headerless files (``names`` are then the columns),
     else a check that turns the header line into the column names (raising
-    DataError for a wrong one). ``action``: a column whose value must be one
+    DataError for a wrong one). ``ends_with_line_break``: published files do,
+    so a last line without one is taken for a truncated download (a cut in
+    the last field would otherwise pass as a valid row). ``action``: a column whose value must be one
     of ``action_values``; readers keep only the rows whose action they ask for.
     """
 
@@ -64,6 +68,7 @@ class DelimitedLayout:
     action: Optional[str] = None
     action_values: frozenset[str] = frozenset()
     delimiter: str = ","
+    ends_with_line_break: bool = False
 
 
 @dataclass(frozen=True)
@@ -105,6 +110,9 @@ def read_delimited(
     keep = valid if keep_actions is None else keep_actions
     rows = 0
     for block, line, complete in _blocks(stream, block_bytes, first_line):
+        if not complete and layout.ends_with_line_break:
+            collector.reject(line, INCOMPLETE_LINE, f"the last line has no line break: {TRUNCATED_HINT}")
+            continue
         chunk = _fast_chunk(block, line, complete, positions, layout.delimiter, valid, keep)
         if chunk is None:
             chunk = _careful_chunk(block, line, complete, positions, layout, collector, keep)
@@ -224,7 +232,7 @@ def _careful_chunk(
                 continue
             if len(fields) != positions.width:
                 truncated = number == last_line and not complete
-                hint = " (the last line has no line break: is the file truncated?)" if truncated else ""
+                hint = f" (the last line has no line break: {TRUNCATED_HINT})" if truncated else ""
                 expected = f"{positions.width} fields" + (" as in the header" if layout.header else "")
                 collector.reject(number, WRONG_FIELD_COUNT, f"expected {expected}, found {len(fields)}{hint}")
                 continue

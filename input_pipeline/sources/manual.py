@@ -98,7 +98,7 @@ class ManualSource:
         if actions is not None and set(actions) == set(self.actions):
             actions = None
         return ManualOptions(
-            category=category,
+            category=category.lower() if category else None,
             k_core=self.default_k_core if k_core is None else k_core,
             dedupe=dedupe,
             skip_bad_rows=skip_bad_rows,
@@ -113,7 +113,7 @@ class ManualSource:
         accepted = "; ".join(f"{raw.data_file} (or {', '.join(raw.accepted_names[1:])})" for raw in raw_formats)
         return (
             f"{self.title}: download it from {self.homepage} ({self.how_to_get}) and place "
-            f"{' or '.join(names)} in {manual_dir}/ . Accepted: {accepted}."
+            f"{' or '.join(names)} in {manual_dir}/ . Accepted (names matched case-insensitively): {accepted}."
         )
 
     def locate(self, manual_dir: pathlib.Path, category: Optional[str] = None) -> tuple[pathlib.Path, RawFormat]:

@@ -20,7 +20,7 @@ ACTIONS = {"0": "click", "1": "add-to-cart", "2": "purchase", "3": "add-to-favou
 LAYOUT = DelimitedLayout(
     names=COLUMNS, user="user_id", item="item_id", timestamp="time_stamp",
     header=exact_header(COLUMNS, "Tmall user_log_format1.csv"),
-    action="action_type", action_values=frozenset(ACTIONS),
+    action="action_type", action_values=frozenset(ACTIONS), ends_with_line_break=True,
 )
 
 
