@@ -134,28 +134,21 @@ def raw_file_identity(path: pathlib.Path) -> dict:
     return {"file": str(path.resolve()), "bytes": status.st_size, "modified_ns": status.st_mtime_ns}
 
 
-class Tmall(InteractionLogBuilder):
-    SOURCE = tmall.SOURCE
-    MANUAL_DOWNLOAD_INSTRUCTIONS = tmall.SOURCE.instructions(pathlib.Path("<manual_dir>"))
-    BUILDER_CONFIGS = [config_for(tmall.SOURCE.options())]
+def _builder_class(class_name: str, source: ManualSource, default_options: ManualOptions) -> type:
+    """A registered builder for ``source``; TFDS names the dataset after ``class_name`` (snake case)."""
+    return type(class_name, (InteractionLogBuilder,), {
+        "__module__": __name__,
+        "__doc__": f"{source.title}; see the module docstring.",
+        "SOURCE": source,
+        "MANUAL_DOWNLOAD_INSTRUCTIONS": source.instructions(pathlib.Path("<manual_dir>")),
+        "BUILDER_CONFIGS": [config_for(default_options)],
+    })
 
 
-class Alipay(InteractionLogBuilder):
-    SOURCE = alipay.SOURCE
-    MANUAL_DOWNLOAD_INSTRUCTIONS = alipay.SOURCE.instructions(pathlib.Path("<manual_dir>"))
-    BUILDER_CONFIGS = [config_for(alipay.SOURCE.options())]
-
-
-class Yelp(InteractionLogBuilder):
-    SOURCE = yelp.SOURCE
-    MANUAL_DOWNLOAD_INSTRUCTIONS = yelp.SOURCE.instructions(pathlib.Path("<manual_dir>"))
-    BUILDER_CONFIGS = [config_for(yelp.SOURCE.options())]
-
-
-class Amazon(InteractionLogBuilder):
-    SOURCE = amazon.SOURCE
-    MANUAL_DOWNLOAD_INSTRUCTIONS = amazon.SOURCE.instructions(pathlib.Path("<manual_dir>"))
-    BUILDER_CONFIGS = [config_for(amazon.SOURCE.options(category="Beauty"))]
+Tmall = _builder_class("Tmall", tmall.SOURCE, tmall.SOURCE.options())
+Alipay = _builder_class("Alipay", alipay.SOURCE, alipay.SOURCE.options())
+Yelp = _builder_class("Yelp", yelp.SOURCE, yelp.SOURCE.options())
+Amazon = _builder_class("Amazon", amazon.SOURCE, amazon.SOURCE.options(category="beauty"))
 
 
 BUILDERS: dict[str, type[InteractionLogBuilder]] = {

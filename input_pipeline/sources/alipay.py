@@ -6,12 +6,8 @@ Defaults: every action counts, 5-core.
 
 from __future__ import annotations
 
-from typing import BinaryIO, Iterator, Optional
-
-from input_pipeline.schema import Interactions
-from input_pipeline.sources.delimited import DelimitedLayout, exact_header, read_delimited
+from input_pipeline.sources.delimited import DelimitedLayout, exact_header, reader_for
 from input_pipeline.sources.manual import ManualSource, RawFormat
-from input_pipeline.sources.rows import RowCollector
 
 DATA_FILE = "ijcai2016_taobao.csv"
 COLUMNS = ("use_ID", "sel_ID", "ite_ID", "cat_ID", "act_ID", "time")
@@ -23,16 +19,12 @@ LAYOUT = DelimitedLayout(
 )
 
 
-def read(stream: BinaryIO, collector: RowCollector, actions: Optional[frozenset]) -> Iterator[Interactions]:
-    return read_delimited(stream, collector.file, LAYOUT, collector, keep_actions=actions)
-
-
 SOURCE = ManualSource(
     name="alipay",
     title="Alipay / Taobao (IJCAI-16 brick-and-mortar store recommendation)",
     homepage="https://tianchi.aliyun.com/dataset/53",
     how_to_get="sign in, accept the terms, download ijcai2016_taobao.csv (or its archive)",
-    formats=lambda category: [RawFormat(DATA_FILE, read, "yyyymmdd", "IJCAI-16 Taobao log")],
+    formats=lambda category: [RawFormat(DATA_FILE, reader_for(LAYOUT), "yyyymmdd", "IJCAI-16 Taobao log")],
     default_k_core=5,
     actions=ACTIONS,
 )

@@ -12,13 +12,12 @@ recommendation papers on Amazon.
 
 from __future__ import annotations
 
-from typing import BinaryIO, Iterator, Optional
+from typing import Optional
 
-from input_pipeline.schema import Interactions
-from input_pipeline.sources.delimited import DelimitedLayout, read_delimited
-from input_pipeline.sources.json_lines import JsonLayout, read_json_lines
+from input_pipeline.sources import delimited, json_lines
+from input_pipeline.sources.delimited import DelimitedLayout
+from input_pipeline.sources.json_lines import JsonLayout
 from input_pipeline.sources.manual import ManualSource, RawFormat
-from input_pipeline.sources.rows import RowCollector
 
 REVIEWS_2023 = JsonLayout(user="user_id", item="parent_asin", timestamp="timestamp", to_timestamp=int)
 REVIEWS_2014_2018 = JsonLayout(user="reviewerID", item="asin", timestamp="unixReviewTime", to_timestamp=int)
@@ -30,31 +29,19 @@ RATINGS_2014 = DelimitedLayout(
 )
 
 
-def _json_reader(layout: JsonLayout):
-    def read(stream: BinaryIO, collector: RowCollector, actions: Optional[frozenset]) -> Iterator[Interactions]:
-        return read_json_lines(stream, layout, collector)
-    return read
-
-
-def _csv_reader(layout: DelimitedLayout):
-    def read(stream: BinaryIO, collector: RowCollector, actions: Optional[frozenset]) -> Iterator[Interactions]:
-        return read_delimited(stream, collector.file, layout, collector)
-    return read
-
-
 def formats(category: Optional[str]) -> list[RawFormat]:
     """Accepted files for ``category``, newest release first."""
     if not category:
         return []
-    reviews_2014_2018 = _json_reader(REVIEWS_2014_2018)
+    reviews_2014_2018 = json_lines.reader_for(REVIEWS_2014_2018)
     return [
-        RawFormat(f"{category}.jsonl", _json_reader(REVIEWS_2023), "unix milliseconds", "Amazon reviews 2023"),
+        RawFormat(f"{category}.jsonl", json_lines.reader_for(REVIEWS_2023), "unix milliseconds", "Amazon reviews 2023"),
         RawFormat(f"{category}_5.json", reviews_2014_2018, "unix seconds", "Amazon reviews 2018 (5-core)"),
         RawFormat(f"{category}.json", reviews_2014_2018, "unix seconds", "Amazon reviews 2018"),
         RawFormat(f"reviews_{category}_5.json", reviews_2014_2018, "unix seconds", "Amazon reviews 2014 (5-core)"),
         RawFormat(f"reviews_{category}.json", reviews_2014_2018, "unix seconds", "Amazon reviews 2014"),
-        RawFormat(f"{category}.csv", _csv_reader(RATINGS_2018), "unix seconds", "Amazon ratings 2018"),
-        RawFormat(f"ratings_{category}.csv", _csv_reader(RATINGS_2014), "unix seconds", "Amazon ratings 2014"),
+        RawFormat(f"{category}.csv", delimited.reader_for(RATINGS_2018), "unix seconds", "Amazon ratings 2018"),
+        RawFormat(f"ratings_{category}.csv", delimited.reader_for(RATINGS_2014), "unix seconds", "Amazon ratings 2014"),
     ]
 
 

@@ -80,6 +80,15 @@ class _Positions:
     action: Optional[int]
 
 
+def reader_for(layout: DelimitedLayout) -> Callable[..., Iterator[Interactions]]:
+    """``read(stream, collector, actions)``: the reader a :class:`~input_pipeline.sources.manual.RawFormat` holds."""
+
+    def read(stream: BinaryIO, collector: RowCollector, actions: Optional[frozenset[str]]) -> Iterator[Interactions]:
+        return read_delimited(stream, collector.file, layout, collector, keep_actions=actions)
+
+    return read
+
+
 def read_delimited(
     stream: BinaryIO,
     file: str,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ast
 import json
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Callable, Iterator
+from typing import Any, BinaryIO, Callable, Iterator, Optional
 
 from input_pipeline.schema import Interactions, Timestamp
 from input_pipeline.sources.rows import BAD_JSON, BAD_TIMESTAMP, MISSING_FIELD, RowCollector
@@ -33,6 +33,15 @@ def _parse(text: str) -> Any:
         return json.loads(text)
     except ValueError:
         return ast.literal_eval(text)
+
+
+def reader_for(layout: JsonLayout) -> Callable[..., Iterator[Interactions]]:
+    """``read(stream, collector, actions)``: the reader a :class:`~input_pipeline.sources.manual.RawFormat` holds."""
+
+    def read(stream: BinaryIO, collector: RowCollector, actions: Optional[frozenset[str]]) -> Iterator[Interactions]:
+        return read_json_lines(stream, layout, collector)
+
+    return read
 
 
 def read_json_lines(

@@ -7,12 +7,8 @@ file order breaks them); ``action_type`` 0 click, 1 add-to-cart, 2 purchase,
 
 from __future__ import annotations
 
-from typing import BinaryIO, Iterator, Optional
-
-from input_pipeline.schema import Interactions
-from input_pipeline.sources.delimited import DelimitedLayout, exact_header, read_delimited
+from input_pipeline.sources.delimited import DelimitedLayout, exact_header, reader_for
 from input_pipeline.sources.manual import ManualSource, RawFormat
-from input_pipeline.sources.rows import RowCollector
 
 DATA_FILE = "user_log_format1.csv"
 COLUMNS = ("user_id", "item_id", "cat_id", "seller_id", "brand_id", "time_stamp", "action_type")
@@ -24,16 +20,14 @@ LAYOUT = DelimitedLayout(
 )
 
 
-def read(stream: BinaryIO, collector: RowCollector, actions: Optional[frozenset]) -> Iterator[Interactions]:
-    return read_delimited(stream, collector.file, LAYOUT, collector, keep_actions=actions)
-
-
 SOURCE = ManualSource(
     name="tmall",
     title="Tmall (IJCAI-15 repeat buyers prediction, data_format1)",
     homepage="https://tianchi.aliyun.com/dataset/42",
     how_to_get="sign in, accept the terms, download data_format1.zip",
-    formats=lambda category: [RawFormat(DATA_FILE, read, "mmdd", "IJCAI-15 user log", distributed_as=("data_format1.zip",))],
+    formats=lambda category: [
+        RawFormat(DATA_FILE, reader_for(LAYOUT), "mmdd", "IJCAI-15 user log", distributed_as=("data_format1.zip",))
+    ],
     default_k_core=5,
     actions=ACTIONS,
 )

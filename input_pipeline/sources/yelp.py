@@ -8,12 +8,8 @@ no time window.
 from __future__ import annotations
 
 import datetime
-from typing import BinaryIO, Iterator, Optional
-
-from input_pipeline.schema import Interactions
-from input_pipeline.sources.json_lines import JsonLayout, read_json_lines
+from input_pipeline.sources.json_lines import JsonLayout, reader_for
 from input_pipeline.sources.manual import ManualSource, RawFormat
-from input_pipeline.sources.rows import RowCollector
 
 DATA_FILE = "yelp_academic_dataset_review.json"
 
@@ -27,15 +23,11 @@ def utc_seconds(text: str) -> int:
 LAYOUT = JsonLayout(user="user_id", item="business_id", timestamp="date", to_timestamp=utc_seconds)
 
 
-def read(stream: BinaryIO, collector: RowCollector, actions: Optional[frozenset]) -> Iterator[Interactions]:
-    return read_json_lines(stream, LAYOUT, collector)
-
-
 SOURCE = ManualSource(
     name="yelp",
     title="Yelp Open Dataset (reviews)",
     homepage="https://www.yelp.com/dataset",
     how_to_get="accept the dataset licence, download the JSON dataset (yelp_dataset.tar)",
-    formats=lambda category: [RawFormat(DATA_FILE, read, "unix seconds", "Yelp reviews", distributed_as=("yelp_dataset.tar", "yelp_dataset.tgz"))],
+    formats=lambda category: [RawFormat(DATA_FILE, reader_for(LAYOUT), "unix seconds", "Yelp reviews", distributed_as=("yelp_dataset.tar", "yelp_dataset.tgz"))],
     default_k_core=5,
 )
