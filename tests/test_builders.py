@@ -27,7 +27,7 @@ from tf_autosam import main as cli
 
 REPOSITORY = pathlib.Path(__file__).resolve().parent.parent
 TINY_FLAGS = ["--epochs=1", "--max_len=8", "--hidden_size=16", "--num_blocks=1", "--num_heads=2",
-              "--ffn_size=16", "--batch_size=64", "--eval_batch_size=64", "--verbose=0", "--k_core=2"]
+              "--ffn_size=16", "--batch_size=64", "--eval_batch_size=64", "--verbose=0", "--k_core=2", "--no-export"]
 
 # layout -> (dataset name, reference reader: (user, item, timestamp) per accepted row in file order)
 LAYOUTS = {

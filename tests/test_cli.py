@@ -11,7 +11,7 @@ from tf_autosam import inspection
 from tf_autosam import main as cli
 
 TINY_FLAGS = ["--epochs=3", "--max_len=8", "--hidden_size=16", "--num_heads=2", "--ffn_size=16",
-              "--num_blocks=1", "--batch_size=16", "--patience=2", "--verbose=0"]
+              "--num_blocks=1", "--batch_size=16", "--patience=2", "--verbose=0", "--no-export"]
 
 
 @pytest.fixture(scope="module")

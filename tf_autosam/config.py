@@ -85,6 +85,9 @@ class TrainerConfig:
 
     # Output.
     run_dir: Optional[str] = _field(None, "Directory for this run's config, metrics, checkpoints and TensorBoard logs (default: runs/<dataset>-<model>-<time>).")
+    export: bool = _field(True, "At the end, export the best model (sasrec, autosam) as a SavedModel for TF Serving under RUN_DIR/export/<export_model_name>/<version>/.")
+    export_model_name: str = _field("autosam", "Model name of the export (the name TF Serving serves it under).")
+    serving_k: int = _field(10, "Recommendations per request of the exported serving_default signature.")
     verbose: int = _field(1, "0 = quiet, 1 = progress bar per epoch, 2 = one line per epoch.")
 
     @property

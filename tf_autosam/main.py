@@ -101,6 +101,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"sampler: {results['inference_mode']} inference keeps {results['test_keep_rate']:.1%} of test inputs; "
               f"training keep rate {results['keep_rate']:.1%} (best epoch)")
     print(f"\nmetrics: {run.path / 'metrics.json'}")
+    if config.export and config.model != "popularity":
+        from serving.export import export_run
+
+        exported = export_run(run.path, run.path / "export", config.export_model_name, config.serving_k,
+                              data=data, inference_mode=config.inference_mode if config.model == "autosam" else "deterministic")
+        print(f"SavedModel for TF Serving: {exported}")
     return 0
 
 

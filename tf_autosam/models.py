@@ -50,8 +50,17 @@ class SequentialRecommender(tf.keras.Model):
 
     def call(self, inputs: tf.Tensor, training: bool = False) -> tf.Tensor:
         """[batch, N + 1] scores for the item after each input sequence."""
-        hidden = self.backbone(inputs, training=training)[:, -1]
-        return self.backbone.logits(hidden)
+        return self.backbone.logits(self.inference(inputs, training=training)[2])
+
+    def inference(self, inputs: tf.Tensor, training: bool = False) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """(keep probability [batch, L], kept [batch, L], user vector [batch, d]) of left-padded windows.
+
+        The user vector scores item i as its dot product with item i's
+        embedding (the query side of retrieval). SASRec keeps every behaviour.
+        """
+        kept = tf.not_equal(inputs, PADDING_ID)
+        vector = self.backbone(inputs, training=training)[:, -1]
+        return tf.cast(kept, tf.float32), kept, vector
 
     def step_seed(self, stream: int = 0) -> tf.Tensor:
         """A stateless seed unique to (run seed, random stream, optimisation step)."""
@@ -151,15 +160,20 @@ class AutoSAMRecommender(SequentialRecommender):
         keep = tf.logical_or(tf.logical_or(keep, newest[tf.newaxis]), tf.logical_not(self.sampler_acting()))
         return tf.logical_and(keep, tf.not_equal(inputs, PADDING_ID))
 
-    def call(self, inputs: tf.Tensor, training: bool = False) -> tf.Tensor:
+    def inference(self, inputs: tf.Tensor, training: bool = False) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """As in SASRec, with the sampler's decision (of the first draw, in stochastic mode).
+
+        With several draws the user vector is their mean: scores are linear in
+        it, so this equals averaging the draws' scores.
+        """
         probability = self.keep_probability(inputs)
         draws = self.settings.inference_draws if self.settings.inference_mode == "stochastic" else 1
-        scores = []
+        decisions, vectors = [], []
         for draw in range(draws):
-            kept = compact(inputs, self.inference_keep(inputs, probability, draw), tf.zeros_like(inputs[:, -1]))
-            hidden = self.backbone(*self._trim(kept.items, kept.positions), training=training)[:, -1]
-            scores.append(self.backbone.logits(hidden))
-        return tf.add_n(scores) / float(draws)
+            decisions.append(self.inference_keep(inputs, probability, draw))
+            kept = compact(inputs, decisions[-1], tf.zeros_like(inputs[:, -1]))
+            vectors.append(self.backbone(*self._trim(kept.items, kept.positions), training=training)[:, -1])
+        return probability, decisions[0], tf.add_n(vectors) / float(draws)
 
     def _trim(self, *compacted: tf.Tensor) -> tuple[tf.Tensor, ...]:
         """:func:`_trim_to_longest`, except under XLA, which needs the static full width."""

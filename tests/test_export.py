@@ -1,0 +1,144 @@
+"""The SavedModel for TF Serving: signatures vs the Python model, as TF Serving's own tool loads it."""
+
+import pathlib
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from input_pipeline.datasets import load_dataset
+from serving import export
+from tf_autosam import main as cli
+from tf_autosam.training import load_best_model
+
+TINY_FLAGS = ["--epochs=2", "--max_len=8", "--hidden_size=16", "--num_blocks=1", "--num_heads=2", "--ffn_size=16",
+              "--batch_size=64", "--eval_batch_size=64", "--verbose=0", "--sampler_warmup_epochs=0"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """An AutoSAM run on 60 users x 40 items, exported by the main job itself."""
+    folder = tmp_path_factory.mktemp("export")
+    rng = np.random.default_rng(0)
+    lines = ["user_id,item_id,timestamp"]
+    for user in range(60):
+        start = int(rng.integers(1_000_000, 2_000_000))
+        for step in range(int(rng.integers(6, 16))):
+            lines.append(f"u{user},item-{(user + step * 3) % 40},{start + 60 * step}")
+    log = folder / "log.csv"
+    log.write_text("\n".join(lines) + "\n")
+    run_dir = folder / "run"
+    args = ["--dataset=csv", f"--data_path={log}", f"--data_dir={folder / 'cache'}", f"--run_dir={run_dir}", *TINY_FLAGS]
+    assert cli.main(args) == 0
+    data = load_dataset("csv", data_path=log, data_dir=folder / "cache", log=lambda _: None)
+    return run_dir, data
+
+
+def python_top_k(run_dir, data, histories, k):
+    """Top-k raw ids from the trained Keras model, history masked, computed without the export."""
+    model = load_best_model(run_dir, data, inference_mode="deterministic")
+    max_len = model.settings.max_len
+    windows = np.zeros((len(histories), max_len), np.int32)
+    for row, history in enumerate(histories):
+        ids = [data.item_id(raw) for raw in history][-max_len:]
+        windows[row, max_len - len(ids):] = ids
+    scores = model(tf.constant(windows)).numpy()
+    scores[:, 0] = -np.inf
+    for row in range(len(histories)):
+        scores[row, windows[row][windows[row] > 0]] = -np.inf
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return [[data.item_vocab[item] for item in row] for row in top], np.take_along_axis(scores, top, axis=1)
+
+
+def serve(run_dir, signature="serving_default", **inputs):
+    loaded = tf.saved_model.load(str(run_dir / "export" / "autosam" / "1"))
+    return {name: value.numpy() for name, value in loaded.signatures[signature](**inputs).items()}
+
+
+def test_the_main_job_exports_version_1_with_server_configs(trained):
+    run_dir, _ = trained
+    base = run_dir / "export"
+    assert sorted(path.name for path in base.iterdir()) == ["autosam", "batching.config", "models.config"]
+    assert (base / "autosam" / "1" / "saved_model.pb").exists()
+    assert (base / "autosam" / "1" / "assets" / "items.vocab").exists()
+    assert f'base_path: "{(base / "autosam").resolve()}"' in (base / "models.config").read_text()
+
+
+def test_top_k_matches_the_python_model_with_history_excluded(trained):
+    run_dir, data = trained
+    histories = [["item-1", "item-4", "item-7"], ["item-3", "item-6", "item-9", "item-12", "item-15"]]
+    expected_ids, expected_scores = python_top_k(run_dir, data, histories, k=10)
+    padded = tf.constant([histories[0] + ["", ""], histories[1]])
+    out = serve(run_dir, history=padded)
+    assert [[raw.decode() for raw in row] for row in out["item_ids"]] == expected_ids
+    np.testing.assert_allclose(out["scores"], expected_scores, rtol=1e-4, atol=1e-5)
+    assert not out["fallback"].any() and out["unknown_items"].tolist() == [0, 0]
+    again = serve(run_dir, history=padded)
+    np.testing.assert_array_equal(again["item_ids"], out["item_ids"])  # deterministic sampler
+
+
+def test_unknown_ids_are_ignored_and_counted_and_empty_histories_fall_back_to_popularity(trained):
+    run_dir, data = trained
+    out = serve(run_dir, history=tf.constant([["item-1", "nope", "item-4"], ["nope", "also-not", ""]]))
+    assert out["unknown_items"].tolist() == [1, 2] and out["fallback"].tolist() == [False, True]
+    assert out["kept"][0, 1] == False and out["keep_probability"][0, 1] == 0.0  # noqa: E712
+    counts = np.bincount(np.concatenate(data.train_sequences()), minlength=data.num_items + 1)
+    popular = [data.item_vocab[item] for item in np.argsort(-counts[1:], kind="stable")[:10] + 1]
+    assert [raw.decode() for raw in out["item_ids"][1]] == popular
+    clean = serve(run_dir, history=tf.constant([["item-1", "item-4"]]))
+    np.testing.assert_array_equal(clean["item_ids"][0], out["item_ids"][0])
+
+
+def test_only_the_newest_max_len_known_items_are_read(trained):
+    run_dir, _ = trained
+    recent = [f"item-{i}" for i in range(10, 18)]  # max_len = 8
+    a = serve(run_dir, history=tf.constant([["item-1", "item-2", "item-3"] + recent]))
+    b = serve(run_dir, history=tf.constant([["item-30", "item-31", "item-32"] + recent]))
+    np.testing.assert_array_equal(a["scores"], b["scores"])
+    assert not a["kept"][0, :3].any() and a["keep_probability"][0, :3].tolist() == [0.0, 0.0, 0.0]
+    assert (a["keep_probability"][0, 3:] > 0).all()
+
+
+def test_recommend_k_and_candidate_scores_agree_with_the_default_signature(trained):
+    run_dir, _ = trained
+    history = tf.constant([["item-5", "item-8", "item-11"]])
+    top = serve(run_dir, history=history)
+    three = serve(run_dir, "recommend_k", history=history, k=tf.constant(3))
+    np.testing.assert_array_equal(three["item_ids"], top["item_ids"][:, :3])
+    scored = serve(run_dir, "score_candidates", history=history,
+                   candidates=tf.constant([list(top["item_ids"][0, :4]) + [b"nope"]]))
+    np.testing.assert_allclose(scored["scores"][0, :4], top["scores"][0, :4], rtol=1e-5)
+    assert scored["known"].tolist() == [[True, True, True, True, False]] and scored["scores"][0, 4] == 0.0
+    with pytest.raises(tf.errors.InvalidArgumentError, match="k must be at least 1"):
+        serve(run_dir, "recommend_k", history=history, k=tf.constant(0))
+
+
+def test_saved_model_cli_shows_the_signatures_and_runs_like_python(trained):
+    run_dir, _ = trained
+    directory = run_dir / "export" / "autosam" / "1"
+    tool = str(pathlib.Path(sys.executable).parent / "saved_model_cli")
+    shown = subprocess.run([tool, "show", "--dir", str(directory), "--all"], capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    for name in ("serving_default", "recommend_k", "score_candidates", "history", "item_ids", "keep_probability"):
+        assert name in shown.stdout
+    ran = subprocess.run(
+        [tool, "run", "--dir", str(directory), "--tag_set", "serve", "--signature_def", "serving_default",
+         "--input_exprs", "history=[['item-1', 'item-4', 'item-7']]"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert ran.returncode == 0, ran.stderr
+    printed = re.search(r"Result for output key item_ids:\s*(\[\[.*?\]\])", ran.stdout, re.S).group(1)
+    python = serve(run_dir, history=tf.constant([["item-1", "item-4", "item-7"]]))["item_ids"][0]
+    assert re.findall(r"b'([^']*)'", printed) == [raw.decode() for raw in python]
+
+
+def test_a_new_export_is_a_new_version(trained, tmp_path):
+    run_dir, data = trained
+    base = tmp_path / "models"
+    first = export.export_run(run_dir, base, "recs", data=data, log=lambda _: None)
+    second = export.export_run(run_dir, base, "recs", data=data, log=lambda _: None)
+    assert (first.name, second.name) == ("1", "2")
+    assert sorted(path.name for path in (base / "recs").iterdir()) == ["1", "2"]  # no temporary folder left
