@@ -13,6 +13,8 @@ INSTALL_REQUIRES = [
     "tensorboard>=2.21,<2.22",
     "numpy>=1.26,<3",
     "pyarrow>=17,<27",
+    "tensorflow-serving-api>=2.21,<2.22",
+    "grpcio>=1.60,<2",
     "tqdm>=4.60",
 ]
 
