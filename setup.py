@@ -9,13 +9,14 @@ INSTALL_REQUIRES = [
     "tensorflow-recommenders>=0.7.7,<0.8",
     "tensorflow-datasets>=4.9.10,<5",
     "importlib_resources>=6",
-    "keras-tuner>=1.4.8,<1.5",
+    "keras-tuner[bayesian]>=1.4.8,<1.5",
     "tensorboard>=2.21,<2.22",
     "numpy>=1.26,<3",
     "pyarrow>=17,<27",
     "tensorflow-serving-api>=2.21,<2.22",
     "grpcio>=1.60,<2",
     "tqdm>=4.60",
+    "matplotlib>=3.8,<4",
 ]
 
 setup(

@@ -149,6 +149,44 @@ DEFAULT = dict(
 PRESETS: dict[str, dict[str, Any]] = {"default": DEFAULT, "reference": REFERENCE}
 
 
+@dataclasses.dataclass(frozen=True)
+class SearchRange:
+    """How ``python -m tf_autosam.tune`` searches one field: a float range
+    (log-uniform where ``log``) or a list of ``choices``."""
+
+    low: float = 0.0
+    high: float = 0.0
+    log: bool = False
+    choices: tuple = ()
+
+
+# AutoSAM's knobs and the learning rates, searched by tf_autosam.tune. A
+# target_keep_rate of 0.0 stands for "unset" (keras-tuner choices cannot be None).
+SEARCH_SPACE: dict[str, SearchRange] = {
+    "tau": SearchRange(0.5, 5.0, log=True),
+    "base_rate": SearchRange(0.0, 2.0),
+    "lambda1": SearchRange(1e-3, 1.0, log=True),
+    "lambda2": SearchRange(1e-3, 1.0, log=True),
+    "gamma": SearchRange(0.5, 0.99),
+    "learning_rate": SearchRange(3e-4, 3e-3, log=True),
+    "sampler_learning_rate": SearchRange(1e-3, 1e-1, log=True),
+    "target_keep_rate": SearchRange(choices=(0.0, 0.5, 0.7, 0.9)),
+}
+UNSET_KEEP_RATE = 0.0
+
+
+def from_search(values: dict[str, Any]) -> dict[str, Any]:
+    """Config overrides for one trial's values (searched fields only)."""
+    overrides = {name: value for name, value in values.items() if name in SEARCH_SPACE}
+    if overrides.get("target_keep_rate") == UNSET_KEEP_RATE:
+        overrides["target_keep_rate"] = None
+    return overrides
+
+
+def field_names() -> list[str]:
+    return [field.name for field in dataclasses.fields(TrainerConfig)]
+
+
 def preset(name: str) -> TrainerConfig:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(sorted(PRESETS))}")

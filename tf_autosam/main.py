@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import pathlib
 import sys
 import typing
 from typing import Optional, Sequence
@@ -32,8 +33,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train and evaluate a sequential recommender (full-ranking metrics, one run directory per run).",
     )
     parser.add_argument(
-        "--preset", default="default", choices=sorted(config_lib.PRESETS),
+        "--preset", default=None, choices=sorted(config_lib.PRESETS),
         help="Named set of hyper-parameters; explicit flags override it. [default: default]",
+    )
+    parser.add_argument(
+        "--config", default=None,
+        help="A saved config.json (a run's, or the tuner's best.json) to start from instead of a preset; "
+             "explicit flags override it.",
     )
     add_config_flags(parser)
     return parser
@@ -63,7 +69,14 @@ def resolve_config(argv: Optional[Sequence[str]] = None) -> config_lib.TrainerCo
     """Parses flags into a config (exits with code 2 on a bad flag)."""
     parser = build_parser()
     arguments = vars(parser.parse_args(argv))
-    base = config_lib.preset(arguments.pop("preset"))
+    preset_name, config_file = arguments.pop("preset"), arguments.pop("config")
+    if preset_name and config_file:
+        parser.error("give --preset or --config, not both")
+    try:
+        base = (config_lib.TrainerConfig.from_json(pathlib.Path(config_file).read_text()) if config_file
+                else config_lib.preset(preset_name or "default"))
+    except (OSError, ValueError, TypeError) as error:
+        parser.error(f"cannot read --config {config_file}: {error}")
     try:
         resolved = base.replace(**arguments)
     except ValueError as error:

@@ -244,6 +244,10 @@ class AutoSAMRecommender(SequentialRecommender):
             "keep_probability": mean_probability,
             "future_reward": tf.reduce_sum(future * valid_float) / real,
             "perplexity_reward": tf.reduce_sum(perplexity * valid_float) / real,
+            # [batch, L] values behind the means, for TensorBoard's histograms.
+            "reward_per_position": total_reward,
+            "future_reward_per_position": future,
+            "perplexity_reward_per_position": perplexity,
         }
 
     def train_step(self, data):

@@ -7,11 +7,12 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
+import numpy as np
 import tensorflow as tf
 
 from input_pipeline import pipeline
 from input_pipeline.prepare import PreparedData
-from tf_autosam import models
+from tf_autosam import models, summaries
 from tf_autosam.config import TrainerConfig
 from tf_autosam.evaluation import RankingEvaluator, inference_keep_rate
 from tf_autosam.run_directory import RunDirectory
@@ -121,6 +122,8 @@ def fit_recommender(
         tf.keras.callbacks.TensorBoard(str(run.tensorboard_dir), update_freq="epoch", profile_batch=0),
         recorder,
     ]
+    if isinstance(model, models.AutoSAMRecommender):
+        callbacks.append(sampler_summaries(config, data, windows, run))
     _write_config_summary(run, config)
     model.fit(train, epochs=config.epochs, callbacks=callbacks, verbose=1 if config.verbose == 1 else 0)
     best = recorder.epochs[stopper.best_epoch]
@@ -128,6 +131,19 @@ def fit_recommender(
     if "keep_rate" in best:
         summary["keep_rate"] = best["keep_rate"]
     return summary
+
+
+def sampler_summaries(
+    config: TrainerConfig, data: PreparedData, windows: tuple[np.ndarray, np.ndarray], run: RunDirectory
+) -> summaries.SamplerSummaries:
+    """TensorBoard's ``sampler/`` pictures for a fixed validation panel and a fixed sample of training windows."""
+    histories, _ = data.validation_examples()
+    panel_windows, panel_users = summaries.panel(histories, data.user_vocab, config.max_len)
+    sample = np.random.default_rng(config.seed).permutation(len(windows[0]))[: summaries.REWARD_WINDOWS]
+    return summaries.SamplerSummaries(
+        run.tensorboard_dir / "sampler", panel_windows, panel_users, (windows[0][sample], windows[1][sample]),
+        models.popularity_counts(data.train_sequences(), data.num_items),
+    )
 
 
 def build_model(config: TrainerConfig, data: PreparedData) -> tf.keras.Model:
