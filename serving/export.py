@@ -45,15 +45,16 @@ import tensorflow_recommenders as tfrs
 from input_pipeline.cache import atomic_directory, atomic_write_text
 from input_pipeline.prepare import PreparedData
 from input_pipeline.schema import PADDING_ID
+from serving import protocol
+from serving.protocol import DEFAULT_MODEL_NAME
 from tf_autosam.config import TrainerConfig
 from tf_autosam.models import SequentialRecommender, popularity_counts
 
-DEFAULT_MODEL_NAME = "autosam"
 DEFAULT_K = 10
 VOCABULARY_ASSET = "items.vocab"
 MODELS_CONFIG = "models.config"
 BATCHING_CONFIG = "batching.config"
-HISTORY = tf.TensorSpec([None, None], tf.string, name="history")
+HISTORY_SPEC = tf.TensorSpec([None, None], tf.string, name=protocol.HISTORY)
 
 Log = Callable[[str], None]
 
@@ -85,15 +86,15 @@ class ServingModule(tf.Module):
         self.retrieval = tfrs.layers.factorized_top_k.BruteForce(k=default_k)
         self.retrieval.index(model.backbone.item_table[1:], identifiers=tf.range(1, self.num_items + 1, dtype=tf.int32))
 
-    @tf.function(input_signature=[HISTORY])
+    @tf.function(input_signature=[HISTORY_SPEC])
     def recommend(self, history: tf.Tensor) -> dict[str, tf.Tensor]:
         return self._recommend(history, tf.constant(self.default_k, tf.int32))
 
-    @tf.function(input_signature=[HISTORY, tf.TensorSpec([], tf.int32, name="k")])
+    @tf.function(input_signature=[HISTORY_SPEC, tf.TensorSpec([], tf.int32, name=protocol.K)])
     def recommend_k(self, history: tf.Tensor, k: tf.Tensor) -> dict[str, tf.Tensor]:
         return self._recommend(history, k)
 
-    @tf.function(input_signature=[HISTORY, tf.TensorSpec([None, None], tf.string, name="candidates")])
+    @tf.function(input_signature=[HISTORY_SPEC, tf.TensorSpec([None, None], tf.string, name=protocol.CANDIDATES)])
     def score_candidates(self, history: tf.Tensor, candidates: tf.Tensor) -> dict[str, tf.Tensor]:
         window, _, _, _, fallback = self._read_history(history)
         _, _, vector = self.model.inference(window)
@@ -149,9 +150,9 @@ class ServingModule(tf.Module):
 
     def signatures(self) -> dict[str, tf.types.experimental.ConcreteFunction]:
         return {
-            "serving_default": self.recommend.get_concrete_function(),
-            "recommend_k": self.recommend_k.get_concrete_function(),
-            "score_candidates": self.score_candidates.get_concrete_function(),
+            protocol.SERVING_DEFAULT: self.recommend.get_concrete_function(),
+            protocol.RECOMMEND_K: self.recommend_k.get_concrete_function(),
+            protocol.SCORE_CANDIDATES: self.score_candidates.get_concrete_function(),
         }
 
 
