@@ -14,6 +14,7 @@ import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator
 
+from logs import write_interaction_log
 from tf_autosam import main as cli
 
 TINY_FLAGS = ["--epochs=2", "--max_len=8", "--hidden_size=16", "--num_blocks=1", "--num_heads=2", "--ffn_size=16",
@@ -28,13 +29,7 @@ HISTOGRAM_TAGS = {"sampler/keep_probability", "sampler/reward", "sampler/future_
 @pytest.fixture(scope="module")
 def board(tmp_path_factory):
     folder = tmp_path_factory.mktemp("board")
-    rng = np.random.default_rng(0)
-    lines = ["user_id,item_id,timestamp"]
-    for user in range(50):
-        start = int(rng.integers(1_000_000, 2_000_000))
-        for step in range(int(rng.integers(6, 14))):
-            lines.append(f"u{user},i{(user + step * 3) % 30},{start + 60 * step}")
-    (folder / "log.csv").write_text("\n".join(lines) + "\n")
+    write_interaction_log(folder / "log.csv", users=50, items=30, seed=0, max_length=14)
     run_dir = folder / "run"
     assert cli.main(["--dataset=csv", f"--data_path={folder / 'log.csv'}", f"--data_dir={folder / 'cache'}",
                      f"--run_dir={run_dir}", *TINY_FLAGS]) == 0

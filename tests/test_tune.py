@@ -3,10 +3,10 @@
 import csv
 import json
 
-import numpy as np
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
+from logs import write_interaction_log
 from tf_autosam import main as cli
 from tf_autosam import training, tune
 
@@ -17,13 +17,7 @@ TINY_FLAGS = ["--epochs=2", "--max_len=8", "--hidden_size=16", "--num_blocks=1",
 @pytest.fixture(scope="module")
 def log(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tune")
-    rng = np.random.default_rng(1)
-    lines = ["user_id,item_id,timestamp"]
-    for user in range(50):
-        start = int(rng.integers(1_000_000, 2_000_000))
-        for step in range(int(rng.integers(6, 14))):
-            lines.append(f"u{user},i{(user + step * 3) % 30},{start + 60 * step}")
-    (folder / "log.csv").write_text("\n".join(lines) + "\n")
+    write_interaction_log(folder / "log.csv", users=50, items=30, seed=1, max_length=14)
     return folder
 
 
