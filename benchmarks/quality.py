@@ -1,12 +1,15 @@
 """Quality on a real dataset: mean and std of test metrics over seeds (full ranking, history masked).
 
     python benchmarks/quality.py --dataset=ml100k --models=sasrec,autosam,popularity --max_lens=50,100 --seeds=5
+    python benchmarks/quality.py --backbone=gru4rec --models=sasrec,autosam --max_lens=50 --seeds=3
 
 Every run goes through the same path as the CLI (``tf_autosam.training``) and
-keeps its run directory under ``--run_root``. AutoSAM runs are evaluated in
-each inference mode from their best checkpoint, with the share of behaviours
-each mode keeps; AutoSAM (deterministic) is compared with SASRec user by user
-(mean per-user NDCG@10 over the seeds, paired permutation test). On a
+keeps its run directory under ``--run_root``. Model ``sasrec`` is the plain
+``--backbone`` (no sampler), ``autosam`` the same backbone fed by the sampler.
+AutoSAM runs are evaluated in each inference mode from their best checkpoint,
+with the share of behaviours each mode keeps; AutoSAM (deterministic) is
+compared with the plain backbone user by user (mean per-user NDCG@10 over the
+seeds, paired permutation test). On a
 planted-noise log (``python -m input_pipeline.planted_noise``) pass the same
 CSV as ``--noise_labels`` to also get how well keep probabilities separate
 noise from real behaviour (ROC AUC). The table is printed and saved as
@@ -27,6 +30,7 @@ import tensorflow as tf
 from input_pipeline.cache import atomic_write_text
 from input_pipeline.datasets import load_dataset
 from input_pipeline.planted_noise import read_noise_labels
+from tf_autosam.backbones import REGISTRY as BACKBONES
 from tf_autosam.config import preset
 from tf_autosam.evaluation import RankingEvaluator, inference_keep_rate
 from tf_autosam.inspection import noise_separation
@@ -65,7 +69,8 @@ def main() -> None:
     parser.add_argument("--data_path", default=None, help="CSV file for --dataset=csv.")
     parser.add_argument("--data_dir", default=None, help="Data cache directory.")
     parser.add_argument("--models", default="sasrec,autosam,popularity", help="Comma-separated models to compare.")
-    parser.add_argument("--preset", default="default", help="Config preset of the trained models.")
+    parser.add_argument("--backbone", default="sasrec", choices=sorted(BACKBONES), help="Backbone of the sasrec and autosam models.")
+    parser.add_argument("--preset", default=None, help="Config preset of the trained models (default: the backbone's own preset).")
     parser.add_argument("--max_lens", default="50,100", help="Comma-separated window lengths.")
     parser.add_argument("--seeds", type=int, default=3, help="Number of seeds (1..N) per setting.")
     parser.add_argument("--inference_modes", default=",".join(INFERENCE_MODES), help="AutoSAM inference modes to evaluate each run in.")
@@ -88,10 +93,11 @@ def main() -> None:
             seeds = range(1, args.seeds + 1) if model_name != "popularity" else range(1, 2)
             by_mode: dict[str, list[dict]] = {}
             for seed in seeds:
-                config = preset(args.preset).replace(
-                    dataset=args.dataset, model=model_name, max_len=max_len, seed=seed, verbose=0, **json.loads(args.overrides)
+                config = preset(args.preset or args.backbone).replace(
+                    dataset=args.dataset, model=model_name, backbone=args.backbone, max_len=max_len, seed=seed, verbose=0,
+                    **json.loads(args.overrides),
                 )
-                run = RunDirectory(root / f"{model_name}-len{max_len}-seed{seed}")
+                run = RunDirectory(root / f"{model_name}-{args.backbone}-len{max_len}-seed{seed}")
                 result = run_training(config, data, run, log=lambda line: None)
                 evaluation = EvaluationData.from_prepared(data, config)
                 for mode, entry in _evaluate_run(run, data, evaluation, model_name, modes, noise_labels).items():
@@ -109,7 +115,7 @@ def main() -> None:
                 table.append(row)
                 per_user_ndcg[(model_name, max_len, mode)] = np.mean([ndcg_of(e["ranks"], 10) for e in entries], axis=0)
 
-    print(f"\n{args.dataset}: test metrics, mean ± std over seeds (full ranking, history masked)")
+    print(f"\n{args.dataset}, backbone {args.backbone}: test metrics, mean ± std over seeds (full ranking, history masked)")
     print(f"{'model':<12}{'mode':<15}{'max_len':>8}{'seeds':>6}" + "".join(f"{n:>18}" for n in METRICS + ["keep_rate", "noise_auc"]))
     for row in table:
         cells = "".join(
@@ -123,7 +129,7 @@ def main() -> None:
             p_value = paired_permutation_test(autosam, baseline)
             change = autosam.mean() / baseline.mean() - 1.0 if baseline.mean() else float("nan")
             comparisons.append({"max_len": max_len, "mode": mode, "ndcg10_change": change, "p_value": p_value})
-            print(f"AutoSAM ({mode}) vs SASRec, max_len {max_len}: NDCG@10 {change:+.1%} "
+            print(f"AutoSAM ({mode}) vs plain {args.backbone}, max_len {max_len}: NDCG@10 {change:+.1%} "
                   f"(per-user mean over seeds, paired permutation test p = {p_value:.3f})")
     atomic_write_text(root / "quality.json", json.dumps({"args": vars(args), "table": table, "paired": comparisons}, indent=2))
 

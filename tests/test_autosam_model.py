@@ -5,14 +5,16 @@ import pytest
 import tensorflow as tf
 
 from tf_autosam import models
+from tf_autosam.backbones import REGISTRY
 from tf_autosam.config import TrainerConfig
 
 NUM_ITEMS = 40
+BACKBONES = sorted(REGISTRY)
 
 
 def build(**overrides):
     tf.keras.utils.set_random_seed(0)
-    config = TrainerConfig(model="autosam", max_len=8, hidden_size=16, num_heads=2, ffn_size=16, num_blocks=1,
+    config = TrainerConfig(model="autosam", max_len=8, hidden_size=16, gru_size=16, num_heads=2, ffn_size=16, num_blocks=1,
                            residual_scale_init=1.0, lambda1=1.0, lambda2=1.0, tau=1.0).replace(**overrides)
     model = models.build_recommender(config, NUM_ITEMS)
     model.compile(optimizer=tf.keras.optimizers.Adam(1e-3))
@@ -28,23 +30,33 @@ def batch():
     return tf.constant(inputs), tf.constant(targets)
 
 
-def test_policy_gradient_reaches_sampler_and_embeddings_only():
-    model = build()
-    inputs, targets = batch()
+def reached_by(loss_of, variables):
+    """Names of the variables that get a non-zero gradient from ``loss_of()``."""
     with tf.GradientTape() as tape:
+        loss = loss_of()
+    gradients = tape.gradient(loss, variables)
+    return {v.name for v, g in zip(variables, gradients) if g is not None and np.any(tf.convert_to_tensor(g).numpy() != 0)}
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_policy_gradient_reaches_sampler_and_backbone_embeddings_only(backbone):
+    model = build(backbone=backbone)
+    inputs, targets = batch()
+
+    def policy_loss():
         full_hidden, full_logp = model.full_window_pass(inputs, targets)
-        policy_loss = model.step_losses(inputs, targets, full_hidden, full_logp)["policy_loss"]
-    variables = model.trainable_variables
-    gradients = dict(zip([v.name for v in variables], tape.gradient(policy_loss, variables)))
-    reached = {name for name, g in gradients.items() if g is not None and np.any(tf.convert_to_tensor(g).numpy() != 0)}
+        return model.step_losses(inputs, targets, full_hidden, full_logp)["policy_loss"]
+
+    reached = reached_by(policy_loss, model.trainable_variables)
+    backbone_variables = model.backbone.trainable_variables
+    embedding_variables = reached_by(lambda: tf.reduce_sum(model.backbone.embed(inputs)), backbone_variables)
     assert any("sampler" in name for name in reached)
-    assert any("item_embedding" in name for name in reached) and any("position_embedding" in name for name in reached)
-    backbone_blocks = [n for n in reached if "sasrec" in n and "item_embedding" not in n and "position_embedding" not in n]
-    assert backbone_blocks == []
+    assert reached & {v.name for v in backbone_variables} == embedding_variables != set()
 
 
-def test_keep_all_equals_plain_backbone():
-    model = build(inference_mode="keep_all")
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_keep_all_equals_plain_backbone(backbone):
+    model = build(backbone=backbone, inference_mode="keep_all")
     inputs, _ = batch()
     plain = model.backbone.logits(model.backbone(inputs)[:, -1])
     np.testing.assert_allclose(model(inputs).numpy(), plain.numpy(), atol=1e-5)
@@ -91,9 +103,11 @@ def test_warmup_keeps_everything_and_freezes_the_sampler_until_its_epoch():
     assert any(not np.array_equal(b, v.numpy()) for b, v in zip(sampler_before, model.sampler.trainable_variables))
 
 
-@pytest.mark.parametrize("name", ["sasrec", "autosam"])
-def test_training_step_compiles_with_xla(name):
-    config = TrainerConfig(model=name, max_len=8, hidden_size=16, num_heads=2, ffn_size=16, num_blocks=1, jit_compile=True)
+# AutoSAM's step runs every backbone pass the plain step does (and the compacted one), so one plain run suffices.
+@pytest.mark.parametrize("name,backbone", [("sasrec", "sasrec")] + [("autosam", backbone) for backbone in BACKBONES])
+def test_training_step_compiles_with_xla(name, backbone):
+    config = TrainerConfig(model=name, backbone=backbone, max_len=8, hidden_size=16, gru_size=16, num_heads=2, ffn_size=16,
+                           num_blocks=1, jit_compile=True)
     model = models.build_recommender(config, NUM_ITEMS)
     model.compile(optimizer=models.recommender_optimizer(config), jit_compile=True)
     inputs, targets = batch()
@@ -111,3 +125,14 @@ def test_decided_input_trains_the_recommender_on_the_inference_decision():
     _, kept_targets, logp = model._compacted_pass(inputs, kept, targets, training=False)
     assert kept.numpy()[:, -1].all()
     assert loss == pytest.approx(-logp.numpy()[kept_targets.numpy() != 0].mean(), rel=1e-5)
+
+
+def test_new_targets_only_trains_the_new_slots_while_rewards_score_every_next_item():
+    model = build(sampler_warmup_epochs=1, dropout=0.0)  # warm-up keeps every behaviour: compacted = full window
+    inputs, targets = batch()
+    new_only = targets.numpy().copy()
+    new_only[:, :5] = 0  # what training_windows(new_targets_only=True) leaves of an overlapping window
+    full_hidden, full_logp = model.full_window_pass(inputs, tf.constant(new_only))
+    np.testing.assert_allclose(full_logp.numpy(), model.full_window_pass(inputs, targets)[1].numpy(), atol=1e-6)
+    loss = float(model.step_losses(inputs, tf.constant(new_only), full_hidden, full_logp)["recommendation_loss"])
+    assert loss == pytest.approx(-full_logp.numpy()[new_only != 0].mean(), rel=1e-5)

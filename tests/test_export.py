@@ -9,9 +9,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from input_pipeline import pipeline
 from input_pipeline.datasets import load_dataset
+from logs import write_interaction_log
 from serving import export
 from tf_autosam import main as cli
+from tf_autosam.backbones import REGISTRY
+from tf_autosam.config import preset
+from tf_autosam.models import build_recommender, recommender_optimizer
 from tf_autosam.training import load_best_model
 
 TINY_FLAGS = ["--epochs=2", "--max_len=8", "--hidden_size=16", "--num_blocks=1", "--num_heads=2", "--ffn_size=16",
@@ -19,28 +24,26 @@ TINY_FLAGS = ["--epochs=2", "--max_len=8", "--hidden_size=16", "--num_blocks=1",
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """An AutoSAM run on 60 users x 40 items, exported by the main job itself."""
+def tiny_log(tmp_path_factory):
+    """(folder, log CSV, prepared data) of 60 users x 40 items."""
     folder = tmp_path_factory.mktemp("export")
-    rng = np.random.default_rng(0)
-    lines = ["user_id,item_id,timestamp"]
-    for user in range(60):
-        start = int(rng.integers(1_000_000, 2_000_000))
-        for step in range(int(rng.integers(6, 16))):
-            lines.append(f"u{user},item-{(user + step * 3) % 40},{start + 60 * step}")
-    log = folder / "log.csv"
-    log.write_text("\n".join(lines) + "\n")
+    log = write_interaction_log(folder / "log.csv", users=60, items=40, seed=0, max_length=16)
+    return folder, log, load_dataset("csv", data_path=log, data_dir=folder / "cache", log=lambda _: None)
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_log):
+    """An AutoSAM run on the tiny log, exported by the main job itself."""
+    folder, log, data = tiny_log
     run_dir = folder / "run"
     args = ["--dataset=csv", f"--data_path={log}", f"--data_dir={folder / 'cache'}", f"--run_dir={run_dir}", *TINY_FLAGS]
     assert cli.main(args) == 0
-    data = load_dataset("csv", data_path=log, data_dir=folder / "cache", log=lambda _: None)
     return run_dir, data
 
 
-def python_top_k(run_dir, data, histories, k):
+def python_top_k(model, data, histories, k):
     """Top-k raw ids from the trained Keras model, history masked, computed without the export."""
-    model = load_best_model(run_dir, data, inference_mode="deterministic")
-    max_len = model.settings.max_len
+    max_len = model.backbone.max_len
     windows = np.zeros((len(histories), max_len), np.int32)
     for row, history in enumerate(histories):
         ids = [data.item_id(raw) for raw in history][-max_len:]
@@ -70,7 +73,8 @@ def test_the_main_job_exports_version_1_with_server_configs(trained):
 def test_top_k_matches_the_python_model_with_history_excluded(trained):
     run_dir, data = trained
     histories = [["item-1", "item-4", "item-7"], ["item-3", "item-6", "item-9", "item-12", "item-15"]]
-    expected_ids, expected_scores = python_top_k(run_dir, data, histories, k=10)
+    model = load_best_model(run_dir, data, inference_mode="deterministic")
+    expected_ids, expected_scores = python_top_k(model, data, histories, k=10)
     padded = tf.constant([histories[0] + ["", ""], histories[1]])
     out = serve(run_dir, history=padded)
     assert [[raw.decode() for raw in row] for row in out["item_ids"]] == expected_ids
@@ -142,3 +146,20 @@ def test_a_new_export_is_a_new_version(trained, tmp_path):
     second = export.export_run(run_dir, base, "recs", data=data, log=lambda _: None)
     assert (first.name, second.name) == ("1", "2")
     assert sorted(path.name for path in (base / "recs").iterdir()) == ["1", "2"]  # no temporary folder left
+
+
+@pytest.mark.parametrize("backbone", sorted(REGISTRY))
+def test_every_backbone_serves_its_keras_top_k(backbone, tiny_log, tmp_path):
+    """The backbone contract's export round trip (the plain model: the sampler's export is tested above)."""
+    _, _, data = tiny_log
+    config = preset(backbone).replace(model="sasrec", max_len=8, hidden_size=16, gru_size=16, num_blocks=1, num_heads=2, ffn_size=16)
+    model = build_recommender(config, data.num_items)
+    model.compile(optimizer=recommender_optimizer(config))
+    windows = pipeline.training_windows(data.train_sequences(), config.max_len, config.window_stride)
+    model.fit(pipeline.training_dataset(windows, 64, config.seed), epochs=2, verbose=0)
+    version = export.export_model(model, data, config, tmp_path)
+    histories = [["item-1", "item-4", "item-7"], ["item-3", "item-6", "item-9", "item-12", "item-15"]]
+    expected_ids, expected_scores = python_top_k(model, data, histories, k=10)
+    out = tf.saved_model.load(str(version)).signatures["serving_default"](history=tf.constant([histories[0] + ["", ""], histories[1]]))
+    assert [[raw.decode() for raw in row] for row in out["item_ids"].numpy()] == expected_ids
+    np.testing.assert_allclose(out["scores"].numpy(), expected_scores, rtol=1e-4, atol=1e-5)

@@ -11,6 +11,8 @@ import dataclasses
 import json
 from typing import Any, Optional
 
+from tf_autosam.backbones import REGISTRY as BACKBONES
+
 
 def _field(default: Any, help: str, choices: Optional[tuple] = None) -> Any:
     metadata = {"help": help}
@@ -37,13 +39,15 @@ class TrainerConfig:
     skip_bad_rows: bool = _field(False, "Skip malformed rows and report them instead of stopping at the first one.")
 
     # Model.
-    model: str = _field("autosam", "Model to train: sasrec, autosam (SASRec fed by the learned behaviour sampler), or popularity (most-popular baseline, no training).", ("sasrec", "autosam", "popularity"))
+    model: str = _field("autosam", "Model to train: sasrec (the plain --backbone, every behaviour kept: the name predates other backbones and means 'no sampler'), autosam (the backbone fed by the learned behaviour sampler), or popularity (most-popular baseline, no training).", ("sasrec", "autosam", "popularity"))
+    backbone: str = _field("sasrec", "Sequence encoder of sasrec and autosam models (registered in tf_autosam.backbones): sasrec (causal self-attention), gru4rec (a GRU over item embeddings). The preset of the same name holds its reference hyper-parameters.", tuple(BACKBONES))
     max_len: int = _field(100, "Length of the input window (most recent items kept).")
-    hidden_size: int = _field(128, "Embedding and transformer width d.")
-    num_blocks: int = _field(2, "Number of transformer blocks.")
+    hidden_size: int = _field(128, "Width d of the item embeddings and of the hidden states that score them; also the width of SASRec's and the sampler's transformer blocks.")
+    num_blocks: int = _field(2, "Number of backbone layers: transformer blocks (sasrec) or stacked GRUs (gru4rec).")
+    gru_size: int = _field(128, "Units of each GRU of gru4rec (its state is projected to hidden_size to score items).")
     num_heads: int = _field(4, "Attention heads per block.")
     ffn_size: int = _field(256, "Inner width of the feed-forward sub-layer.")
-    dropout: float = _field(0.1, "Dropout on embeddings, attention weights and sub-layer outputs.")
+    dropout: float = _field(0.1, "Dropout on embeddings, attention weights and sub-layer outputs (gru4rec: on the item embeddings it reads).")
     norm: str = _field("post", "Block layout: post (reference: LayerNorm(x + a*Sublayer(x))) or pre (pre-norm).", ("post", "pre"))
     residual_scale_init: float = _field(1e-8, "Initial value of the learnable residual scale a of post-norm blocks.")
 
@@ -59,7 +63,7 @@ class TrainerConfig:
     sampler_surprise: bool = _field(False, "Give the sampler each behaviour's surprise: how much worse the backbone scores it, given the behaviours before it, than the user's average (costs one extra backbone pass at inference).")
     policy_weight: float = _field(1.0, "Weight of the policy loss in the joint loss. The sampler's own Adam is blind to it; it sets how hard the policy gradient pulls on the embeddings the recommender shares.")
     recommender_input: str = _field("sampled", "What the recommender trains on once the sampler acts: the sampled Bernoulli actions (reference) or the decision inference makes (decided: p >= 0.5, newest kept), so training and inference inputs match.", ("sampled", "decided"))
-    sampler_warmup_epochs: int = _field(0, "Epochs of plain SASRec training (every behaviour kept, sampler off and not learning) before the sampler acts; its rewards need a backbone that already predicts.")
+    sampler_warmup_epochs: int = _field(0, "Epochs of plain backbone training (every behaviour kept, sampler off and not learning) before the sampler acts; its rewards need a backbone that already predicts.")
     entropy_weight: float = _field(0.0, "Weight of a bonus for the keep decisions' entropy in the sampler's loss; keeps keep probabilities from saturating at 0 or 1 (reference: 0).")
     target_keep_rate: Optional[float] = _field(None, "If set (0 < rate <= 1), pull the mean keep probability towards this rate with a quadratic penalty on the sampler; unset = the rewards alone decide.")
     keep_rate_weight: float = _field(1.0, "Weight of the target_keep_rate penalty (squared distance of the batch's mean keep probability to the target).")
@@ -75,7 +79,7 @@ class TrainerConfig:
     num_negatives: int = _field(0, "Shared uniform negatives per batch for sampled softmax; 0 (or >= catalogue size) = full softmax.")
     full_softmax_max_items: int = _field(200_000, "Largest catalogue trained with a full softmax: above it, num_negatives 0 becomes 10,000 shared negatives (full logits need batch x max_len x items floats), and the run says so.")
     window_overlap: float = _field(0.5, "Fraction of a training window shared with the next window cut from the same history (0 = non-overlapping).")
-    new_targets_only: bool = _field(False, "With overlapping windows, train each target once: only on the positions a window adds over the next.")
+    new_targets_only: bool = _field(False, "With overlapping windows, train each target once: only on the positions a window adds over the next (autosam: the predictions its compacted window makes at those positions; the rewards still score every position).")
     patience: int = _field(10, "Epochs without validation NDCG@10 improvement before stopping (best weights are restored).")
     seed: int = _field(42, "Seed for every random choice (initialisation, shuffling, dropout, negatives).")
 
@@ -146,7 +150,18 @@ DEFAULT = dict(
     sampler_warmup_epochs=3, policy_weight=0.01, inference_mode="deterministic",
 )
 
-PRESETS: dict[str, dict[str, Any]] = {"default": DEFAULT, "reference": REFERENCE}
+# GRU4Rec's reference values (RecBole's GRU4Rec.yaml: embeddings 64, one GRU of
+# 128 units, dropout 0.3 on the embeddings, cross-entropy over all items) with
+# the default sampler, trained on each target once with at least 90% of a
+# window as context where the history has it, close to RecBole's prefixes
+# (BUILD_NOTES.md, "Backbones").
+GRU4REC = dict(
+    DEFAULT, backbone="gru4rec", hidden_size=64, gru_size=128, num_blocks=1, dropout=0.3,
+    window_overlap=0.9, new_targets_only=True,
+)
+
+# Each backbone's reference hyper-parameters under its own name ("sasrec" is "default").
+PRESETS: dict[str, dict[str, Any]] = {"default": DEFAULT, "reference": REFERENCE, "sasrec": DEFAULT, "gru4rec": GRU4REC}
 
 
 @dataclasses.dataclass(frozen=True)

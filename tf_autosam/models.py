@@ -14,20 +14,26 @@ import tensorflow as tf
 
 from input_pipeline.schema import PADDING_ID
 from tf_autosam import losses, rewards
-from tf_autosam.backbones import SASRec
+from tf_autosam.backbones import build_backbone
+from tf_autosam.backbones.base import Backbone
 from tf_autosam.compaction import compact
 from tf_autosam.config import TrainerConfig
-from tf_autosam.layers import BlockSettings
+from tf_autosam.layers import block_settings
 from tf_autosam.layers.sampler import BehaviourSampler
 
 
 class SequentialRecommender(tf.keras.Model):
-    """Backbone + next-item cross-entropy at every position (full or sampled softmax)."""
+    """Backbone + next-item cross-entropy at every position (full or sampled softmax).
+
+    The plain recommender (``--model=sasrec``, whatever the backbone); it and
+    :class:`AutoSAMRecommender` use the backbone only through
+    :mod:`tf_autosam.backbones.base`.
+    """
 
     # Quantities a training step reports; Keras shows and logs their epoch means.
     LOGGED = ("loss",)
 
-    def __init__(self, backbone: SASRec, num_negatives: int, seed: int, **kwargs):
+    def __init__(self, backbone: Backbone, num_negatives: int, seed: int, **kwargs):
         super().__init__(**kwargs)
         self.backbone = backbone
         self.num_items = backbone.num_items
@@ -56,7 +62,7 @@ class SequentialRecommender(tf.keras.Model):
         """(keep probability [batch, L], kept [batch, L], user vector [batch, d]) of left-padded windows.
 
         The user vector scores item i as its dot product with item i's
-        embedding (the query side of retrieval). SASRec keeps every behaviour.
+        embedding (the query side of retrieval). The plain backbone keeps every behaviour.
         """
         kept = tf.not_equal(inputs, PADDING_ID)
         vector = self.backbone(inputs, training=training)[:, -1]
@@ -105,7 +111,7 @@ def _sampler_optimizer(config: TrainerConfig) -> tf.keras.optimizers.Optimizer:
 
 
 class AutoSAMRecommender(SequentialRecommender):
-    """SASRec trained on the behaviours a learned sampler keeps, sampler trained by REINFORCE.
+    """A backbone trained on the behaviours a learned sampler keeps, sampler trained by REINFORCE.
 
     One step (AUTOSAM_SPEC sections 2 to 5): keep probabilities from the
     backbone's own embeddings; Bernoulli actions; the recommender loss on the
@@ -119,7 +125,7 @@ class AutoSAMRecommender(SequentialRecommender):
         "future_reward", "perplexity_reward",
     )
 
-    def __init__(self, backbone: SASRec, sampler: BehaviourSampler, config: TrainerConfig, **kwargs):
+    def __init__(self, backbone: Backbone, sampler: BehaviourSampler, config: TrainerConfig, **kwargs):
         super().__init__(backbone, config.num_negatives, config.seed, **kwargs)
         self.sampler = sampler
         self.settings = config
@@ -161,7 +167,7 @@ class AutoSAMRecommender(SequentialRecommender):
         return tf.logical_and(keep, tf.not_equal(inputs, PADDING_ID))
 
     def inference(self, inputs: tf.Tensor, training: bool = False) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        """As in SASRec, with the sampler's decision (of the first draw, in stochastic mode).
+        """As for the plain backbone, with the sampler's decision (of the first draw, in stochastic mode).
 
         With several draws the user vector is their mean: scores are linear in
         it, so this equals averaging the draws' scores.
@@ -180,19 +186,28 @@ class AutoSAMRecommender(SequentialRecommender):
         return compacted if self.settings.jit_compile else _trim_to_longest(*compacted)
 
     def _compacted_pass(self, inputs: tf.Tensor, keep: tf.Tensor, targets: tf.Tensor, training: bool) -> tuple[tf.Tensor, ...]:
-        """The backbone over the kept behaviours: trimmed hidden states, their targets and target log-probabilities."""
+        """The backbone over the kept behaviours: trimmed hidden states, the targets trained on, and
+        log P(target) of every kept item (the rewards score them all).
+
+        A kept item's prediction is trained where the window trains its slot:
+        every real slot, or only the new ones with ``new_targets_only``.
+        """
         kept = compact(inputs, keep, targets[:, -1])
-        items, positions, kept_targets = self._trim(kept.items, kept.positions, kept.targets)
+        trained = tf.gather(tf.not_equal(targets, PADDING_ID), kept.positions, batch_dims=1)
+        trained_targets = tf.where(trained, kept.targets, PADDING_ID)
+        items, positions, kept_targets, trained_targets = self._trim(kept.items, kept.positions, kept.targets, trained_targets)
         hidden = self.backbone(items, positions, training=training)
-        return hidden, kept_targets, self.target_log_probabilities(hidden, kept_targets)
+        return hidden, trained_targets, self.target_log_probabilities(hidden, kept_targets)
 
     def full_window_pass(self, inputs: tf.Tensor, targets: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """Hidden states [batch, L, d] and log P(target) [batch, L] of the full window, without dropout.
+        """Hidden states [batch, L, d] and log P(next item) [batch, L] of the full window, without dropout.
 
-        The rewards' reference point (and the sampler's surprise feature).
+        The rewards' reference point (and the sampler's surprise feature). It
+        scores every next item, also those ``targets`` leaves out (``new_targets_only``).
         """
         hidden = self.backbone(inputs)
-        return hidden, self.target_log_probabilities(hidden, targets)
+        every_next_item = compact(inputs, tf.not_equal(inputs, PADDING_ID), targets[:, -1]).targets
+        return hidden, self.target_log_probabilities(hidden, every_next_item)
 
     def step_losses(self, inputs: tf.Tensor, targets: tf.Tensor, full_hidden: tf.Tensor, full_logp: tf.Tensor) -> dict[str, tf.Tensor]:
         """One step's losses and monitored quantities; call inside the gradient tape.
@@ -209,13 +224,13 @@ class AutoSAMRecommender(SequentialRecommender):
         acting = self.sampler_acting()
         keep = tf.logical_and(tf.logical_or(draws < probability, tf.logical_not(acting)), valid)
         fed = keep if settings.recommender_input == "sampled" else self.decided_keep(inputs, probability >= 0.5)
-        hidden, kept_targets, trimmed_logp = self._compacted_pass(inputs, fed, targets, training=True)
+        hidden, trained_targets, trimmed_logp = self._compacted_pass(inputs, fed, targets, training=True)
         if self.num_negatives == 0:
             # The full-softmax loss is the mean of the log-probabilities the rewards use: no second softmax.
-            has_target = tf.cast(tf.not_equal(kept_targets, PADDING_ID), tf.float32)
-            recommendation_loss = -tf.math.divide_no_nan(tf.reduce_sum(trimmed_logp), tf.reduce_sum(has_target))
+            trained = tf.cast(tf.not_equal(trained_targets, PADDING_ID), tf.float32)
+            recommendation_loss = -tf.math.divide_no_nan(tf.reduce_sum(trimmed_logp * trained), tf.reduce_sum(trained))
         else:
-            recommendation_loss = self.next_item_loss(hidden, kept_targets)
+            recommendation_loss = self.next_item_loss(hidden, trained_targets)
         actions = tf.cast(keep, tf.float32)
         if settings.lambda1 == 0:
             future = tf.zeros_like(actions)
@@ -294,16 +309,13 @@ class PopularityModel(tf.keras.Model):
 
 
 def build_recommender(config: TrainerConfig, num_items: int) -> SequentialRecommender:
-    """SASRec, or SASRec + AutoSAM sampler, built (weights created) for ``config``."""
-    block = BlockSettings(
-        config.hidden_size, config.num_heads, config.ffn_size, config.dropout, config.norm, config.residual_scale_init
-    )
-    backbone = SASRec(num_items, config.max_len, config.num_blocks, block, name="sasrec")
+    """The registered ``config.backbone``, alone or fed by the AutoSAM sampler, built (weights created) for ``config``."""
+    backbone = build_backbone(config, num_items)
     if config.model == "autosam":
-        sampler = BehaviourSampler(block, config.tau, name="sampler")
+        sampler = BehaviourSampler(block_settings(config), config.tau, name="sampler")
         model = AutoSAMRecommender(backbone, sampler, config, name="autosam")
     else:
-        model = SequentialRecommender(backbone, config.num_negatives, config.seed, name="sasrec_recommender")
+        model = SequentialRecommender(backbone, config.num_negatives, config.seed, name=f"{config.backbone}_recommender")
     model(tf.zeros([1, config.max_len], tf.int32))
     return model
 

@@ -1,5 +1,5 @@
-"""Keras layers shared by the backbones (and, later, the sampler)."""
+"""Keras layers shared by the backbones and the sampler."""
 
-from tf_autosam.layers.transformer import BlockSettings, TransformerBlock, causal_padding_mask, truncated_normal
+from tf_autosam.layers.transformer import BlockSettings, TransformerBlock, block_settings, causal_padding_mask, truncated_normal
 
-__all__ = ["BlockSettings", "TransformerBlock", "causal_padding_mask", "truncated_normal"]
+__all__ = ["BlockSettings", "TransformerBlock", "block_settings", "causal_padding_mask", "truncated_normal"]

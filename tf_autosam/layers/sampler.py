@@ -1,7 +1,7 @@
 """The AutoSAM sampler: a keep probability for every behaviour in the window.
 
-Shapes: ``embeddings`` [batch, L, d] are the backbone's item + position
-embeddings of the full window (not detached: the policy loss reaches them);
+Shapes: ``embeddings`` [batch, L, d] are the backbone's input embeddings
+(``Backbone.embed``) of the full window (not detached: the policy loss reaches them);
 ``valid`` [batch, L] bool marks real items. Output: keep probability [batch, L],
 exactly 0 at padding. Layout follows AUTOSAM_SPEC section 2:
 ``h = TransformerBlock(E)``, ``u = Dense(d)(E)``,

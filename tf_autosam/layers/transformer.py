@@ -10,6 +10,8 @@ import dataclasses
 
 import tensorflow as tf
 
+from tf_autosam.config import TrainerConfig
+
 # Large negative added to masked attention logits. Finite, so a query whose keys
 # are all masked (a padding position) gets uniform weights instead of NaN; its
 # output is zeroed by the caller anyway.
@@ -44,6 +46,13 @@ class BlockSettings:
             raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
         if self.norm not in ("post", "pre"):
             raise ValueError(f"norm must be 'post' or 'pre', got {self.norm!r}")
+
+
+def block_settings(config: TrainerConfig) -> BlockSettings:
+    """The run's block settings: SASRec's blocks and the sampler's own block share them."""
+    return BlockSettings(
+        config.hidden_size, config.num_heads, config.ffn_size, config.dropout, config.norm, config.residual_scale_init
+    )
 
 
 class TransformerBlock(tf.keras.layers.Layer):
