@@ -23,6 +23,9 @@ def _field(default: Any, help: str, choices: Optional[tuple] = None) -> Any:
 
 LARGE_CATALOGUE_NEGATIVES = 10_000
 
+# ``--strategy`` values, built by ``tf_autosam.distribution.make_strategy``.
+STRATEGIES = ("default", "mirrored", "multi_worker", "parameter_server")
+
 
 @dataclasses.dataclass
 class TrainerConfig:
@@ -74,6 +77,8 @@ class TrainerConfig:
     epochs: int = _field(200, "Maximum number of epochs.")
     batch_size: int = _field(128, "Training batch size (sequences).")
     learning_rate: float = _field(1e-3, "Adam learning rate.")
+    strategy: str = _field("default", "Where training runs: default (one device), mirrored (this host's GPUs or CPUs, synchronous), multi_worker (hosts from TF_CONFIG, synchronous), parameter_server (chief, workers and parameter servers from TF_CONFIG, item table sharded over the servers; asynchronous). batch_size is the global batch.", STRATEGIES)
+    cpu_devices: int = _field(1, "Split the host CPU into this many logical devices at start-up; without GPUs, --strategy=mirrored makes each one a replica (tests and benchmarks of the mirrored path on a CPU host).")
     jit_compile: bool = _field(False, "Compile the training step with XLA (AutoSAM then runs compacted windows at full width: XLA needs static shapes).")
     weight_decay: float = _field(0.0, "Decoupled weight decay of the recommender's weights (AdamW; LayerNorm parameters and biases excluded); 0 = plain Adam.")
     num_negatives: int = _field(0, "Shared uniform negatives per batch for sampled softmax; 0 (or >= catalogue size) = full softmax.")

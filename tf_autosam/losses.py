@@ -3,7 +3,9 @@
 Shapes: ``hidden`` [batch, L, d]; ``targets`` [batch, L] int32 item ids with 0
 where a position has no target (padding); ``item_table`` [N + 1, d] (row 0 =
 padding). Losses are means over the positions that have a target; only those
-positions are scored, so padding costs no [*, N + 1] logits.
+positions are scored, so padding costs no [*, N + 1] logits. Inside a
+multi-replica step a loss is the replica's share of the global-batch mean
+(``tf_autosam.distribution``).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from input_pipeline.schema import PADDING_ID
+from tf_autosam.distribution import global_mean
 
 _EXCLUDED_LOGIT = -1e9
 
@@ -22,7 +25,7 @@ def _targeted(hidden: tf.Tensor, targets: tf.Tensor) -> tuple[tf.Tensor, tf.Tens
 
 
 def _mean(per_position: tf.Tensor) -> tf.Tensor:
-    return tf.math.divide_no_nan(tf.reduce_sum(per_position), tf.cast(tf.size(per_position), per_position.dtype))
+    return global_mean(tf.reduce_sum(per_position), tf.size(per_position))
 
 
 def _catalogue_logits(hidden: tf.Tensor, item_table: tf.Tensor) -> tf.Tensor:

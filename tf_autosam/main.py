@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 import pathlib
 import sys
+import tempfile
 import typing
 from typing import Optional, Sequence
 
@@ -88,6 +89,12 @@ def resolve_config(argv: Optional[Sequence[str]] = None) -> config_lib.TrainerCo
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     config = resolve_config(argv)
+    if config.strategy != "default" or config.cpu_devices > 1:
+        from tf_autosam import distribution
+
+        distribution.split_cpu(config.cpu_devices)
+        if distribution.serve_if_cluster_server(config.strategy):
+            return 0
     from input_pipeline.datasets import DatasetRequestError, load_dataset
     from input_pipeline.errors import DataError, DataUnavailableError
 
@@ -104,6 +111,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from tf_autosam.run_directory import RunDirectory
     from tf_autosam.training import run_training
 
+    if config.strategy != "default" and not distribution.writes_outputs(config.strategy):
+        # A non-chief worker of a synchronous cluster trains in step with the chief; the chief writes the run.
+        with tempfile.TemporaryDirectory(prefix="tf_autosam-worker-") as scratch:
+            run_training(config, data, RunDirectory(pathlib.Path(scratch)), log=lambda line: None)
+        return 0
     run = RunDirectory.create(config.run_dir, config.dataset, config.model)
     print(f"run directory: {run.path}")
     results = run_training(config, data, run)

@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from input_pipeline.schema import PADDING_ID
 from tf_autosam import losses, rewards
+from tf_autosam.distribution import global_mean, replica_seed, replica_share, replica_sum
 from tf_autosam.backbones import build_backbone
 from tf_autosam.backbones.base import Backbone
 from tf_autosam.compaction import compact
@@ -50,8 +51,9 @@ class SequentialRecommender(tf.keras.Model):
         return list(self.trackers.values())
 
     def track(self, values: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        """Epoch means of the step's values; each value is this replica's share, so replicas' sum is the global one."""
         for name, tracker in self.trackers.items():
-            tracker.update_state(values[name])
+            tracker.update_state(replica_sum(values[name]))
         return {name: tracker.result() for name, tracker in self.trackers.items()}
 
     def call(self, inputs: tf.Tensor, training: bool = False) -> tf.Tensor:
@@ -220,7 +222,7 @@ class AutoSAMRecommender(SequentialRecommender):
         valid_float = tf.cast(valid, tf.float32)
         real = tf.reduce_sum(valid_float)
         probability = self.keep_probability(inputs, full_hidden, training=True)
-        draws = tf.random.stateless_uniform(tf.shape(probability), self.step_seed(stream=1))
+        draws = tf.random.stateless_uniform(tf.shape(probability), replica_seed(self.step_seed(stream=1)))
         acting = self.sampler_acting()
         keep = tf.logical_and(tf.logical_or(draws < probability, tf.logical_not(acting)), valid)
         fed = keep if settings.recommender_input == "sampled" else self.decided_keep(inputs, probability >= 0.5)
@@ -228,7 +230,7 @@ class AutoSAMRecommender(SequentialRecommender):
         if self.num_negatives == 0:
             # The full-softmax loss is the mean of the log-probabilities the rewards use: no second softmax.
             trained = tf.cast(tf.not_equal(trained_targets, PADDING_ID), tf.float32)
-            recommendation_loss = -tf.math.divide_no_nan(tf.reduce_sum(trimmed_logp * trained), tf.reduce_sum(trained))
+            recommendation_loss = -global_mean(tf.reduce_sum(trimmed_logp * trained), tf.reduce_sum(trained))
         else:
             recommendation_loss = self.next_item_loss(hidden, trained_targets)
         actions = tf.cast(keep, tf.float32)
@@ -252,13 +254,15 @@ class AutoSAMRecommender(SequentialRecommender):
             policy_loss -= settings.entropy_weight * rewards.mean_keep_entropy(probability, valid_float)
         if settings.target_keep_rate is not None:
             policy_loss += settings.keep_rate_weight * rewards.keep_rate_penalty(mean_probability, settings.target_keep_rate)
+        # Batch statistics (reward standardisation, keep-rate penalty) are this replica's;
+        # the losses and reported means are shares of the global batch's (tf_autosam.distribution).
         return {
             "recommendation_loss": recommendation_loss,
-            "policy_loss": settings.policy_weight * policy_loss * tf.cast(acting, tf.float32),
-            "keep_rate": tf.reduce_sum(actions) / real,
-            "keep_probability": mean_probability,
-            "future_reward": tf.reduce_sum(future * valid_float) / real,
-            "perplexity_reward": tf.reduce_sum(perplexity * valid_float) / real,
+            "policy_loss": replica_share(settings.policy_weight * policy_loss * tf.cast(acting, tf.float32)),
+            "keep_rate": global_mean(tf.reduce_sum(actions), real),
+            "keep_probability": global_mean(tf.reduce_sum(probability), real),
+            "future_reward": global_mean(tf.reduce_sum(future * valid_float), real),
+            "perplexity_reward": global_mean(tf.reduce_sum(perplexity * valid_float), real),
             # [batch, L] values behind the means, for TensorBoard's histograms.
             "reward_per_position": total_reward,
             "future_reward_per_position": future,

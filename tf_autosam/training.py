@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from input_pipeline import pipeline
 from input_pipeline.prepare import PreparedData
-from tf_autosam import models, summaries
+from tf_autosam import distribution, models, summaries
 from tf_autosam.config import TrainerConfig
 from tf_autosam.evaluation import RankingEvaluator, inference_keep_rate
 from tf_autosam.run_directory import RunDirectory
@@ -106,7 +106,9 @@ def fit_recommender(
         data.train_sequences(), config.max_len, config.window_stride, config.new_targets_only
     )
     log(f"training windows per epoch: {len(windows[0])}")
-    train = pipeline.training_dataset(windows, config.batch_size, config.seed)
+    train, steps_per_epoch = distribution.training_input(
+        pipeline.training_dataset(windows, config.batch_size, config.seed), -(-len(windows[0]) // config.batch_size)
+    )
     model.compile(optimizer=models.recommender_optimizer(config), jit_compile=config.jit_compile)
     monitor = f"val_{SELECTION_METRIC}"
     stopper = tf.keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=config.patience, restore_best_weights=True)
@@ -125,7 +127,8 @@ def fit_recommender(
     if isinstance(model, models.AutoSAMRecommender):
         callbacks.append(sampler_summaries(config, data, windows, run))
     _write_config_summary(run, config)
-    model.fit(train, epochs=config.epochs, callbacks=callbacks, verbose=1 if config.verbose == 1 else 0)
+    model.fit(train, epochs=config.epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks,
+              verbose=1 if config.verbose == 1 else 0)
     best = recorder.epochs[stopper.best_epoch]
     summary = {"best_epoch": best["epoch"], "epochs_run": len(recorder.epochs)}
     if "keep_rate" in best:
@@ -171,15 +174,19 @@ def run_training(config: TrainerConfig, data: PreparedData, run: RunDirectory, l
         log(f"{data.num_items:,} items: a full softmax would not fit; training with {fitted.num_negatives:,} "
             f"shared sampled negatives (raise --full_softmax_max_items to force a full softmax)")
         config = fitted
+    # First: cluster strategies configure TensorFlow's runtime, which must not have started yet.
+    strategy = distribution.make_strategy(config.strategy, data.num_items)
     seed_everything(config.seed)
     run.write_text("config.json", config.to_json())
     evaluation = EvaluationData.from_prepared(data, config)
-    model = build_model(config, data)
-    evaluator = RankingEvaluator(model, sampled_negatives=config.sampled_eval_negatives, seed=config.seed)
-    started = time.perf_counter()
-    summary = {"best_epoch": 0, "epochs_run": 0}
-    if config.model != "popularity":
-        summary = fit_recommender(model, config, data, evaluator, evaluation.validation, run, log)
+    # Variables and optimisers must be created inside the strategy's scope to be placed by it.
+    with strategy.scope():
+        model = build_model(config, data)
+        evaluator = RankingEvaluator(model, sampled_negatives=config.sampled_eval_negatives, seed=config.seed)
+        started = time.perf_counter()
+        summary = {"best_epoch": 0, "epochs_run": 0}
+        if config.model != "popularity":
+            summary = fit_recommender(model, config, data, evaluator, evaluation.validation, run, log)
     results = {
         "model": config.model,
         "dataset": config.dataset,

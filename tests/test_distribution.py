@@ -1,0 +1,176 @@
+"""tf.distribute: one device vs mirrored replicas, two synchronous workers, a parameter-server cluster.
+
+Each run is a separate process (``tests/distributed_job.py``: the CLI's
+training path): logical devices and cluster membership are fixed per process.
+Every process is bounded by a timeout and killed by the test that started it.
+"""
+
+import json
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_autosam import distribution
+
+JOB = pathlib.Path(__file__).with_name("distributed_job.py")
+ROOT = JOB.parent.parent
+TIMEOUT_S = 300
+FLAGS = ["--epochs=3", "--max_len=8", "--hidden_size=16", "--num_heads=2", "--ffn_size=16", "--num_blocks=1",
+         "--batch_size=16", "--patience=5", "--dropout=0", "--verbose=0", "--no-export"]
+
+
+@pytest.fixture(scope="module")
+def tiny_csv(tmp_path_factory):
+    """50 users with 6-13 interactions over 30 items (uneven lengths: replicas see different numbers of targets)."""
+    rng = np.random.default_rng(3)
+    path = tmp_path_factory.mktemp("data") / "log.csv"
+    lines = ["user_id,item_id,timestamp"]
+    for user in range(50):
+        for step in range(int(rng.integers(6, 14))):
+            lines.append(f"u{user},i{(user * 7 + step * 3) % 30},{1_000 + 60 * step}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def job_command(tmp_path: pathlib.Path, csv: pathlib.Path, name: str, *flags: str) -> list[str]:
+    return [sys.executable, str(JOB), str(tmp_path / f"{name}.npz"), "--dataset=csv", f"--data_path={csv}",
+            f"--data_dir={tmp_path / 'cache'}", f"--run_dir={tmp_path / name}", *FLAGS, *flags]
+
+
+def environment(tf_config: dict | None = None) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("TF_CONFIG", None)
+    if tf_config is not None:
+        env["TF_CONFIG"] = json.dumps(tf_config)
+    return env
+
+
+def run_jobs(commands: list[list[str]], envs: list[dict], wait_for: int | None = None) -> None:
+    """Starts every command, waits for the first ``wait_for`` (all by default), kills them all."""
+    processes = [subprocess.Popen(c, env=e, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                 for c, e in zip(commands, envs)]
+    try:
+        for process in processes[: wait_for or len(processes)]:
+            output, _ = process.communicate(timeout=TIMEOUT_S)
+            assert process.returncode == 0, output[-3000:]
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait()
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def weights(path: pathlib.Path) -> list[np.ndarray]:
+    saved = np.load(path)
+    return [saved[f"arr_{i}"] for i in range(len([k for k in saved.files if k.startswith("arr_")]))]
+
+
+# AutoSAM in its warm-up keeps every behaviour but runs its whole step (compaction, rewards, both optimisers).
+@pytest.mark.parametrize("model_flags", [["--model=sasrec"], ["--model=autosam", "--sampler_warmup_epochs=3"]],
+                         ids=["sasrec", "autosam"])
+def test_mirrored_replicas_follow_the_one_device_trajectory(tmp_path, tiny_csv, model_flags):
+    """Same global batch on 1 device and on 2 mirrored CPU replicas: same epoch losses and weights.
+
+    Tolerance 1e-4 relative: the replicas' gradient sum adds in a different order.
+    """
+    run_jobs([job_command(tmp_path, tiny_csv, "one", "--cpu_devices=2", *model_flags),
+              job_command(tmp_path, tiny_csv, "two", "--cpu_devices=2", "--strategy=mirrored", *model_flags)],
+             [environment(), environment()])
+    one, two = np.load(tmp_path / "one.npz"), np.load(tmp_path / "two.npz")
+    np.testing.assert_allclose(two["losses"], one["losses"], rtol=1e-4)
+    for single, mirrored in zip(weights(tmp_path / "one.npz"), weights(tmp_path / "two.npz")):
+        np.testing.assert_allclose(mirrored, single, rtol=1e-3, atol=1e-4)
+    assert json.loads((tmp_path / "two" / "metrics.json").read_text())["test"] == pytest.approx(
+        json.loads((tmp_path / "one" / "metrics.json").read_text())["test"], abs=1e-6)
+
+
+def test_two_synchronous_workers_agree_on_the_final_weights(tmp_path, tiny_csv):
+    ports = free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    commands = [job_command(tmp_path, tiny_csv, f"worker{i}", "--strategy=multi_worker", "--model=autosam",
+                            "--sampler_warmup_epochs=1") for i in range(2)]
+    run_jobs(commands, [environment({"cluster": cluster, "task": {"type": "worker", "index": i}}) for i in range(2)])
+    first, second = weights(tmp_path / "worker0.npz"), weights(tmp_path / "worker1.npz")
+    assert len(first) == len(second) > 0
+    for a, b in zip(first, second):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    assert np.all(np.isfinite(np.load(tmp_path / "worker0.npz")["losses"]))
+
+
+def test_parameter_server_cluster_trains_with_the_item_table_sharded(tmp_path, tiny_csv):
+    ports = free_ports(5)
+    cluster = {"chief": [f"127.0.0.1:{ports[0]}"], "worker": [f"127.0.0.1:{p}" for p in ports[1:3]],
+               "ps": [f"127.0.0.1:{p}" for p in ports[3:]]}
+    tasks = [("chief", 0), ("worker", 0), ("worker", 1), ("ps", 0), ("ps", 1)]
+    commands = [job_command(tmp_path, tiny_csv, f"{kind}{index}", "--strategy=parameter_server", "--model=autosam",
+                            "--sampler_warmup_epochs=1", "--epochs=2") for kind, index in tasks]
+    envs = [environment({"cluster": cluster, "task": {"type": kind, "index": index}}) for kind, index in tasks]
+    run_jobs(commands, envs, wait_for=1)
+    chief = np.load(tmp_path / "chief0.npz")
+    assert sorted(chief["shards"]) == ["/job:ps/replica:0/task:0/device:CPU:0", "/job:ps/replica:0/task:1/device:CPU:0"]
+    assert np.all(np.isfinite(chief["losses"])) and len(chief["losses"]) == 2
+    assert json.loads((tmp_path / "chief0" / "metrics.json").read_text())["test"]["NDCG@10"] > 0
+
+
+def test_only_the_chief_writes_outputs(monkeypatch):
+    def as_task(cluster, kind, index):
+        monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": kind, "index": index}}))
+
+    workers = {"worker": ["a:1", "b:2"]}
+    as_task(workers, "worker", 0)
+    assert distribution.writes_outputs("multi_worker")
+    as_task(workers, "worker", 1)
+    assert not distribution.writes_outputs("multi_worker")
+    as_task(dict(workers, chief=["c:3"]), "worker", 0)
+    assert not distribution.writes_outputs("multi_worker")
+    as_task(dict(workers, chief=["c:3"]), "chief", 0)
+    assert distribution.writes_outputs("parameter_server")
+    monkeypatch.delenv("TF_CONFIG")
+    assert distribution.writes_outputs("mirrored")
+
+
+def test_item_table_partitioner_shards_only_the_item_table():
+    partition = distribution.item_table_partitioner(num_items=99, num_shards=2)
+    assert partition(tf.TensorShape([100, 16]), tf.float32) == [2, 1]
+    assert partition(tf.TensorShape([16, 16]), tf.float32) == [1, 1]
+    assert partition(tf.TensorShape([100]), tf.float32) == [2]
+
+
+def test_cluster_strategies_need_tf_config(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    for name in ("multi_worker", "parameter_server"):
+        with pytest.raises(ValueError, match="TF_CONFIG"):
+            distribution.make_strategy(name, num_items=10)
+
+
+def test_replicas_draw_distinct_random_numbers_from_one_step_seed():
+    script = (
+        "import tf_autosam, tensorflow as tf\n"
+        "from tf_autosam import distribution\n"
+        "distribution.split_cpu(2)\n"
+        "strategy = distribution.make_strategy('mirrored', 10)\n"
+        "seed = tf.constant([1, 2], tf.int64)\n"
+        "draw = tf.function(lambda: tf.random.stateless_uniform([8], distribution.replica_seed(seed)))\n"
+        "first, second = [t.numpy() for t in strategy.experimental_local_results(strategy.run(draw))]\n"
+        "alone = tf.random.stateless_uniform([8], distribution.replica_seed(seed)).numpy()\n"
+        "print(strategy.num_replicas_in_sync, bool((first != second).all()), bool((alone == tf.random.stateless_uniform([8], seed).numpy()).all()))\n"
+    )
+    output = subprocess.run([sys.executable, "-c", script], env=environment(), cwd=ROOT, capture_output=True,
+                            text=True, timeout=TIMEOUT_S)
+    assert output.stdout.split() == ["2", "True", "True"], output.stderr[-2000:]
