@@ -1,6 +1,7 @@
 """Training and evaluation speed: sequences/s, ms/step, FLOPs per sequence, achieved GFLOP/s, ms per evaluated user.
 
     python benchmarks/train_speed.py [--preset=default] [--max_len=100] [--batch_size=128]
+    python benchmarks/train_speed.py --variants=default,xla,mirrored --eval_users=0
     python benchmarks/train_speed.py --dataset=tmall --preset=reference --models=sasrec --eval_users=0
 
 Runs the real training step (``model.fit``) on full-length synthetic windows
@@ -8,15 +9,22 @@ with the ML-100K catalogue size (or on a prepared dataset's real training
 windows and catalogue, ``--dataset``), and, in the same process, measures this
 machine's own fp32 matmul rate for scale; then times full-ranking evaluation
 (the evaluator used for validation and test) on full-length histories.
+Each (model, variant) runs in its own process, so its peak memory is its own:
+``default`` (one device), ``xla`` (train step compiled with XLA,
+``--jit_compile``), ``mirrored`` (MirroredStrategy over every GPU, or over the
+CPU split into 2 logical devices).
 Shared machines are noisy: every figure is the median of ``--repeats`` timed
-runs, and the ratios compare models timed in the same process.
+runs, and the ratios compare runs of the same invocation.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import statistics
+import subprocess
+import sys
 import time
 
 import tf_autosam  # noqa: F401  (selects tf-keras before TensorFlow loads)
@@ -26,7 +34,7 @@ import tensorflow as tf
 from input_pipeline import pipeline
 from input_pipeline.datasets import load_dataset
 from input_pipeline.prepare import PreparedData
-from tf_autosam import models
+from tf_autosam import distribution, models
 from tf_autosam.evaluation import RankingEvaluator
 from tf_autosam.config import TrainerConfig, preset
 
@@ -84,6 +92,17 @@ def training_seconds_per_step(
     return statistics.median(timings)
 
 
+def input_batches_per_second(config: TrainerConfig, windows: tuple[np.ndarray, np.ndarray], repeats: int) -> float:
+    """The training input pipeline alone (shuffle, batch, prefetch): how fast it could feed a step."""
+    dataset = pipeline.training_dataset(windows, config.batch_size, config.seed)
+    rates = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        batches = sum(1 for _ in dataset)
+        rates.append(batches / (time.perf_counter() - started))
+    return statistics.median(rates)
+
+
 def evaluation_seconds_per_user(model: tf.keras.Model, config: TrainerConfig, num_items: int, users: int, repeats: int) -> float:
     rng = np.random.default_rng(config.seed)
     histories = list(rng.integers(1, num_items + 1, size=(users, config.max_len), dtype=np.int32))
@@ -99,66 +118,102 @@ def evaluation_seconds_per_user(model: tf.keras.Model, config: TrainerConfig, nu
     return statistics.median(timings)
 
 
+VARIANTS = ("default", "xla", "mirrored")
+
+
+def variant_config(config: TrainerConfig, variant: str) -> TrainerConfig:
+    if variant == "xla":
+        return config.replace(jit_compile=True)
+    if variant == "mirrored":
+        return config.replace(strategy="mirrored", cpu_devices=1 if tf.config.list_physical_devices("GPU") else 2)
+    return config
+
+
+def measure(args: argparse.Namespace, name: str, variant: str) -> dict:
+    """One (model, variant) in this process: training step time, evaluation time, peak memory."""
+    config = variant_config(base_config(args), variant).replace(model=name)
+    distribution.split_cpu(config.cpu_devices)
+    data = load_dataset(args.dataset, data_dir=args.data_dir, manual_dir=args.manual_dir, k_core=args.k_core) if args.dataset else None
+    num_items = data.num_items if data else args.num_items
+    config = config.for_catalogue(num_items)
+    windows = dataset_windows(data, config, args.steps) if data else synthetic_windows(config, num_items, args.steps)
+    tf.keras.utils.set_random_seed(config.seed)
+    with distribution.make_strategy(config.strategy, num_items).scope():
+        model = models.build_recommender(config, num_items)
+        step = training_seconds_per_step(model, config, windows, args.repeats)
+    result = {"step": step, "num_items": num_items, "num_negatives": config.num_negatives}
+    if args.eval_users:
+        result["evaluation"] = evaluation_seconds_per_user(model, config, num_items, args.eval_users, args.repeats)
+    result["peak_rss_gib"] = peak_rss_gib()
+    return result
+
+
+def base_config(args: argparse.Namespace) -> TrainerConfig:
+    return preset(args.preset).replace(max_len=args.max_len, batch_size=args.batch_size, sampler_warmup_epochs=0)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="default", help="Config preset to time.")
     parser.add_argument("--max_len", type=int, default=100, help="Window length.")
-    parser.add_argument("--batch_size", type=int, default=128, help="Sequences per step.")
+    parser.add_argument("--batch_size", type=int, default=128, help="Sequences per step (the global batch under mirrored).")
     parser.add_argument("--num_items", type=int, default=ML100K_ITEMS, help="Catalogue size of the synthetic windows (ignored with --dataset).")
     parser.add_argument("--dataset", default=None, help="Time on this prepared dataset's training windows and catalogue instead (e.g. tmall; see python -m tf_autosam.main --help).")
     parser.add_argument("--data_dir", default=None, help="Data cache of --dataset (default: $TF_AUTOSAM_DATA_DIR or ~/.cache/tf_autosam).")
     parser.add_argument("--manual_dir", default=None, help="Folder of the hand-downloaded raw file of --dataset.")
     parser.add_argument("--k_core", type=int, default=None, help="k-core filter of --dataset (default: the dataset's own; 0 keeps the whole catalogue).")
-    parser.add_argument("--models", default="sasrec,autosam", help="Comma-separated models to time (sasrec first gives the step-time ratios).")
+    parser.add_argument("--models", default="sasrec,autosam", help="Comma-separated models to time.")
+    parser.add_argument("--variants", default="default,xla,mirrored", help=f"Comma-separated execution variants ({', '.join(VARIANTS)}); the first is the baseline of the step-time ratios.")
     parser.add_argument("--steps", type=int, default=20, help="Steps per timed run.")
-    parser.add_argument("--jit_compile", action="store_true", help="Compile the training step with XLA.")
     parser.add_argument("--eval_users", type=int, default=1024, help="Synthetic users per timed evaluation (0 = time training only).")
     parser.add_argument("--repeats", type=int, default=5, help="Timed runs; the median is reported.")
+    parser.add_argument("--only", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    config = preset(args.preset).replace(
-        max_len=args.max_len, batch_size=args.batch_size, jit_compile=args.jit_compile, sampler_warmup_epochs=0
-    )
-    data = load_dataset(args.dataset, data_dir=args.data_dir, manual_dir=args.manual_dir, k_core=args.k_core) if args.dataset else None
-    num_items = data.num_items if data else args.num_items
-    config = config.for_catalogue(num_items)
-    windows = dataset_windows(data, config, args.steps) if data else synthetic_windows(config, num_items, args.steps)
-
+    if args.only:
+        name, variant = args.only.split(":")
+        print(json.dumps(measure(args, name, variant)))
+        return
+    variants = args.variants.split(",")
+    unknown = set(variants) - set(VARIANTS)
+    if unknown:
+        parser.error(f"unknown variants {sorted(unknown)}; choose from {VARIANTS}")
+    config = base_config(args)
     machine_large = matmul_gflops((2048, 2048), (2048, 2048))
     machine_block = matmul_gflops((config.batch_size * config.max_len, config.hidden_size), (config.hidden_size, config.hidden_size))
-    flops = training_flops_per_sequence(config, num_items)
-    print(f"threads: intra-op {tf.config.threading.get_intra_op_parallelism_threads() or 'auto'}")
+    print(f"devices: {', '.join(d.name for d in tf.config.list_physical_devices())}; "
+          f"intra-op threads {tf.config.threading.get_intra_op_parallelism_threads() or 'auto'}")
     print(f"machine fp32 matmul: {machine_large:.0f} GFLOP/s (2048x2048), {machine_block:.0f} GFLOP/s "
           f"([{config.batch_size * config.max_len}x{config.hidden_size}]x[{config.hidden_size}x{config.hidden_size}])")
-    softmax = f"sampled softmax ({config.num_negatives:,} shared negatives)" if config.num_negatives else "full softmax"
-    print(f"windows: {'real training windows of ' + args.dataset if data else 'synthetic'}")
-    print(f"preset {args.preset}: d {config.hidden_size}, {config.num_blocks} blocks, {config.num_heads} heads, "
-          f"max_len {config.max_len}, batch {config.batch_size}, {num_items:,} items, {softmax}; "
-          f"SASRec costs {flops / 1e6:.0f} MFLOP per training sequence")
-    baseline = evaluation_baseline = None
-    first = args.models.split(",")[0]
+    print(f"windows: {'real training windows of ' + args.dataset if args.dataset else 'synthetic'}; preset {args.preset}: "
+          f"d {config.hidden_size}, {config.num_blocks} blocks, {config.num_heads} heads, max_len {config.max_len}, batch {config.batch_size}")
+    windows = synthetic_windows(config, args.num_items, args.steps)
+    print(f"input pipeline alone: {input_batches_per_second(config, windows, args.repeats):.0f} batches/s "
+          f"(synthetic windows of this shape)")
+    baseline = {}
     for name in args.models.split(","):
-        model_config = config.replace(model=name)
-        tf.keras.utils.set_random_seed(config.seed)
-        model = models.build_recommender(model_config, num_items)
-        step = training_seconds_per_step(model, model_config, windows, args.repeats)
-        baseline = baseline or step
-        sequences_per_second = config.batch_size / step
-        line = f"  {name:<8} {sequences_per_second:6.0f} sequences/s  {step * 1000:7.1f} ms/step  step time x{step / baseline:.2f} of {first}"
-        if args.eval_users:
-            evaluation = evaluation_seconds_per_user(model, model_config, num_items, args.eval_users, args.repeats)
-            evaluation_baseline = evaluation_baseline or evaluation
-            line += f"  | evaluation {evaluation * 1000:.2f} ms/user, x{evaluation / evaluation_baseline:.2f} of {first}"
-        if name == "autosam":
-            line += f" ({model_config.inference_mode} mode)"
-        if name == "sasrec":
-            achieved = flops * sequences_per_second / 1e9
-            line += f"  {achieved:.0f} GFLOP/s achieved ({achieved / machine_large:.0%} of the 2048x2048 matmul rate)"
-        print(line, flush=True)
-    print(f"peak memory (RSS) of this process: {peak_rss_gib():.2f} GiB")
+        for variant in variants:
+            command = [sys.executable, __file__, *sys.argv[1:], f"--only={name}:{variant}"]
+            finished = subprocess.run(command, capture_output=True, text=True)
+            if finished.returncode != 0:
+                print(f"  {name:<8} {variant:<9} failed: {finished.stderr.strip().splitlines()[-1] if finished.stderr.strip() else finished.returncode}")
+                continue
+            result = json.loads(finished.stdout.strip().splitlines()[-1])
+            step = result["step"]
+            baseline.setdefault(name, step)
+            line = (f"  {name:<8} {variant:<9} {config.batch_size / step:6.0f} sequences/s  {step * 1000:7.1f} ms/step  "
+                    f"x{baseline[name] / step:.2f} the speed of {variants[0]}  peak RSS {result['peak_rss_gib']:.2f} GiB")
+            if "evaluation" in result:
+                line += f"  | evaluation {result['evaluation'] * 1000:.2f} ms/user"
+            if name == "sasrec" and variant == variants[0]:
+                flops = training_flops_per_sequence(config.replace(num_negatives=result["num_negatives"]), result["num_items"])
+                achieved = flops * config.batch_size / step / 1e9
+                line += f"  {flops / 1e6:.0f} MFLOP/sequence, {achieved:.0f} GFLOP/s ({achieved / machine_large:.0%} of the matmul rate)"
+            print(line, flush=True)
 
 
 def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
 
 if __name__ == "__main__":
     main()
