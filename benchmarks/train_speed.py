@@ -12,7 +12,8 @@ machine's own fp32 matmul rate for scale; then times full-ranking evaluation
 Each (model, variant) runs in its own process, so its peak memory is its own:
 ``default`` (one device), ``xla`` (train step compiled with XLA,
 ``--jit_compile``), ``mirrored`` (MirroredStrategy over every GPU, or over the
-CPU split into 2 logical devices).
+CPU split into 2 logical devices), ``mixed`` (``--precision=mixed_bfloat16``;
+fast on GPUs with bfloat16 units, slow on CPUs without them).
 Shared machines are noisy: every figure is the median of ``--repeats`` timed
 runs, and the ratios compare runs of the same invocation.
 """
@@ -118,7 +119,7 @@ def evaluation_seconds_per_user(model: tf.keras.Model, config: TrainerConfig, nu
     return statistics.median(timings)
 
 
-VARIANTS = ("default", "xla", "mirrored")
+VARIANTS = ("default", "xla", "mirrored", "mixed")
 
 
 def variant_config(config: TrainerConfig, variant: str) -> TrainerConfig:
@@ -126,6 +127,8 @@ def variant_config(config: TrainerConfig, variant: str) -> TrainerConfig:
         return config.replace(jit_compile=True)
     if variant == "mirrored":
         return config.replace(strategy="mirrored", cpu_devices=1 if tf.config.list_physical_devices("GPU") else 2)
+    if variant == "mixed":
+        return config.replace(precision="mixed_bfloat16")
     return config
 
 
@@ -163,7 +166,7 @@ def main() -> None:
     parser.add_argument("--manual_dir", default=None, help="Folder of the hand-downloaded raw file of --dataset.")
     parser.add_argument("--k_core", type=int, default=None, help="k-core filter of --dataset (default: the dataset's own; 0 keeps the whole catalogue).")
     parser.add_argument("--models", default="sasrec,autosam", help="Comma-separated models to time.")
-    parser.add_argument("--variants", default="default,xla,mirrored", help=f"Comma-separated execution variants ({', '.join(VARIANTS)}); the first is the baseline of the step-time ratios.")
+    parser.add_argument("--variants", default=None, help=f"Comma-separated execution variants ({', '.join(VARIANTS)}); the first is the baseline of the step-time ratios. [default: default,xla,mirrored, plus mixed on a GPU]")
     parser.add_argument("--steps", type=int, default=20, help="Steps per timed run.")
     parser.add_argument("--eval_users", type=int, default=1024, help="Synthetic users per timed evaluation (0 = time training only).")
     parser.add_argument("--repeats", type=int, default=5, help="Timed runs; the median is reported.")
@@ -173,7 +176,8 @@ def main() -> None:
         name, variant = args.only.split(":")
         print(json.dumps(measure(args, name, variant)))
         return
-    variants = args.variants.split(",")
+    gpu = bool(tf.config.list_physical_devices("GPU"))
+    variants = (args.variants or "default,xla,mirrored" + (",mixed" if gpu else "")).split(",")
     unknown = set(variants) - set(VARIANTS)
     if unknown:
         parser.error(f"unknown variants {sorted(unknown)}; choose from {VARIANTS}")

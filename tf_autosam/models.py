@@ -313,13 +313,21 @@ class PopularityModel(tf.keras.Model):
 
 
 def build_recommender(config: TrainerConfig, num_items: int) -> SequentialRecommender:
-    """The registered ``config.backbone``, alone or fed by the AutoSAM sampler, built (weights created) for ``config``."""
-    backbone = build_backbone(config, num_items)
-    if config.model == "autosam":
-        sampler = BehaviourSampler(block_settings(config), config.tau, name="sampler")
-        model = AutoSAMRecommender(backbone, sampler, config, name="autosam")
-    else:
-        model = SequentialRecommender(backbone, config.num_negatives, config.seed, name=f"{config.backbone}_recommender")
+    """The registered ``config.backbone``, alone or fed by the AutoSAM sampler, built (weights created) for ``config``.
+
+    Layers take the dtype policy of ``config.precision`` when they are created; the global policy is restored after.
+    """
+    previous_policy = tf.keras.mixed_precision.global_policy()
+    tf.keras.mixed_precision.set_global_policy(config.precision)
+    try:
+        backbone = build_backbone(config, num_items)
+        if config.model == "autosam":
+            sampler = BehaviourSampler(block_settings(config), config.tau, name="sampler")
+            model = AutoSAMRecommender(backbone, sampler, config, name="autosam")
+        else:
+            model = SequentialRecommender(backbone, config.num_negatives, config.seed, name=f"{config.backbone}_recommender")
+    finally:
+        tf.keras.mixed_precision.set_global_policy(previous_policy)
     model(tf.zeros([1, config.max_len], tf.int32))
     return model
 

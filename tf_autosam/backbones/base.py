@@ -6,6 +6,9 @@ int32 in [0, max_len): the slot of each item in the full left-padded window,
 so that a compacted subsequence (``tf_autosam.compaction``) keeps its items'
 original positions; ``None`` means the right-aligned slots of a full window.
 Embeddings and hidden states are [batch, L, d], d = the config's ``hidden_size``.
+Hidden states and item rows are float32 whatever the compute dtype of a
+mixed-precision policy (``--precision``): they score items against the float32
+item table; ``embed`` is in the compute dtype (it feeds the sampler's layers).
 
 A backbone provides:
 
@@ -32,9 +35,9 @@ from input_pipeline.schema import PADDING_ID
 from tf_autosam.layers import truncated_normal
 
 
-def real_items(items: tf.Tensor) -> tf.Tensor:
-    """[batch, L, 1] float 1.0 at real items, 0.0 at padding: multiplies hidden states to zero the padding."""
-    return tf.cast(tf.not_equal(items, PADDING_ID), tf.float32)[..., tf.newaxis]
+def real_items(items: tf.Tensor, dtype: tf.DType) -> tf.Tensor:
+    """[batch, L, 1] 1.0 at real items, 0.0 at padding: multiplies hidden states to zero the padding."""
+    return tf.cast(tf.not_equal(items, PADDING_ID), dtype)[..., tf.newaxis]
 
 
 class Backbone(tf.keras.layers.Layer):
@@ -58,7 +61,10 @@ class Backbone(tf.keras.layers.Layer):
         return self.item_embedding.embeddings
 
     def embed_items(self, items: tf.Tensor) -> tf.Tensor:
-        return self.item_embedding(items)
+        return tf.cast(self.item_embedding(items), tf.float32)
+
+    def __call__(self, *args, **kwargs) -> tf.Tensor:
+        return tf.cast(super().__call__(*args, **kwargs), tf.float32)
 
     def embed(self, items: tf.Tensor, positions: Optional[tf.Tensor] = None) -> tf.Tensor:
         raise NotImplementedError

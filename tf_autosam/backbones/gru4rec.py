@@ -41,14 +41,15 @@ class GRU4Rec(Backbone):
 
     def embed(self, items: tf.Tensor, positions: Optional[tf.Tensor] = None) -> tf.Tensor:
         """Item embeddings; ``positions`` is ignored (the recurrence reads order from the sequence)."""
-        return self.embed_items(items)
+        return self.item_embedding(items)
 
     def call(self, items: tf.Tensor, positions: Optional[tf.Tensor] = None, training: bool = False) -> tf.Tensor:
         valid = tf.not_equal(items, PADDING_ID)
         x = self.embedding_dropout(self.embed(items, positions), training=training)
         for gru in self.grus:
             x = gru(x, mask=valid, training=training)
-        return self.projection(x) * real_items(items)
+        x = self.projection(x)
+        return x * real_items(items, x.dtype)
 
 
 def build(config: TrainerConfig, num_items: int) -> GRU4Rec:

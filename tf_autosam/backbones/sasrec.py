@@ -34,11 +34,11 @@ class SASRec(Backbone):
         """Item + position embeddings."""
         if positions is None:
             positions = tf.broadcast_to(tf.range(tf.shape(items)[1]) + (self.max_len - tf.shape(items)[1]), tf.shape(items))
-        return self.embed_items(items) + self.position_embedding(positions)
+        return self.item_embedding(items) + self.position_embedding(positions)
 
     def call(self, items: tf.Tensor, positions: Optional[tf.Tensor] = None, training: bool = False) -> tf.Tensor:
-        keep = real_items(items)
         x = self.embed(items, positions)
+        keep = real_items(items, x.dtype)
         if self.norm == "post":
             x = self.embedding_norm(x)
         x = self.embedding_dropout(x, training=training) * keep

@@ -29,13 +29,14 @@ class BehaviourSampler(tf.keras.layers.Layer):
         self.context = TransformerBlock(block, name="context")
         self.projection = tf.keras.layers.Dense(hidden_size, kernel_initializer=truncated_normal(), name="projection")
         self.mlp_hidden = tf.keras.layers.Dense(hidden_size, activation="relu", kernel_initializer=truncated_normal(), name="mlp_hidden")
-        self.mlp_output = tf.keras.layers.Dense(2, kernel_initializer=truncated_normal(), name="mlp_output")
+        # float32 under a mixed-precision policy: keep probabilities meet float32 draws and rewards.
+        self.mlp_output = tf.keras.layers.Dense(2, kernel_initializer=truncated_normal(), dtype="float32", name="mlp_output")
 
     def call(self, embeddings: tf.Tensor, valid: tf.Tensor, surprise: Optional[tf.Tensor] = None, training: bool = False) -> tf.Tensor:
         context = self.context(embeddings, causal_padding_mask(valid), training=training)
         features = [context, self.projection(embeddings)]
         if surprise is not None:
-            features.append(surprise[..., tf.newaxis])
+            features.append(tf.cast(surprise, context.dtype)[..., tf.newaxis])
         features = tf.concat(features, axis=-1)
         logits = self.mlp_output(self.mlp_hidden(features))
         keep_probability = tf.nn.softmax(logits / self.tau, axis=-1)[..., 0]
