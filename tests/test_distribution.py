@@ -170,8 +170,14 @@ def test_replicas_draw_distinct_random_numbers_from_one_step_seed():
         "draw = tf.function(lambda: tf.random.stateless_uniform([8], distribution.replica_seed(seed)))\n"
         "first, second = [t.numpy() for t in strategy.experimental_local_results(strategy.run(draw))]\n"
         "alone = tf.random.stateless_uniform([8], distribution.replica_seed(seed)).numpy()\n"
-        "print(strategy.num_replicas_in_sync, bool((first != second).all()), bool((alone == tf.random.stateless_uniform([8], seed).numpy()).all()))\n"
+        "with strategy.scope():\n"
+        "    dropout = tf.keras.layers.Dropout(0.5)\n"
+        "masks = tf.function(lambda: dropout(tf.ones([4, 16]), training=True))\n"
+        "mask_one, mask_two = [t.numpy() for t in strategy.experimental_local_results(strategy.run(masks))]\n"
+        "print(strategy.num_replicas_in_sync, bool((first != second).all()), bool((alone == tf.random.stateless_uniform([8], seed).numpy()).all()),\n"
+        "      bool((mask_one != mask_two).any()))\n"
     )
     output = subprocess.run([sys.executable, "-c", script], env=environment(), cwd=ROOT, capture_output=True,
                             text=True, timeout=TIMEOUT_S)
-    assert output.stdout.split() == ["2", "True", "True"], output.stderr[-2000:]
+    # Replicas: 2; the sampler's draws differ; one device keeps its seed; dropout masks differ.
+    assert output.stdout.split() == ["2", "True", "True", "True"], output.stderr[-2000:]
