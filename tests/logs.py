@@ -1,4 +1,4 @@
-"""Small interaction logs the tests write themselves (the real CSV format, no downloaded data)."""
+"""Small interaction logs and training windows the tests make themselves (the real formats, no downloaded data)."""
 
 import pathlib
 
@@ -19,3 +19,14 @@ def write_interaction_log(path: pathlib.Path, *, users: int, items: int, seed: i
             lines.append(f"u{user},item-{(user + step * 3) % items},{start + 60 * step}")
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def random_windows(*, rows: int, length: int, num_items: int, padded_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """(inputs, targets) [rows, length] int32 training windows of random items; the first ``padded_rows``
+    rows start with 3 padding slots; targets are the next items, 0 at padding."""
+    rng = np.random.default_rng(0)
+    inputs = rng.integers(1, num_items + 1, size=(rows, length)).astype(np.int32)
+    inputs[:padded_rows, :3] = 0
+    targets = np.concatenate([inputs[:, 1:], rng.integers(1, num_items + 1, size=(rows, 1))], axis=1).astype(np.int32)
+    targets[inputs == 0] = 0
+    return inputs, targets

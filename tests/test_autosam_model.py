@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from tf_autosam import models
 from tf_autosam.backbones import REGISTRY
+from logs import random_windows
 from tf_autosam.config import TrainerConfig
 
 NUM_ITEMS = 40
@@ -22,11 +23,7 @@ def build(**overrides):
 
 
 def batch():
-    rng = np.random.default_rng(0)
-    inputs = rng.integers(1, NUM_ITEMS + 1, size=(6, 8)).astype(np.int32)
-    inputs[:2, :3] = 0
-    targets = np.concatenate([inputs[:, 1:], rng.integers(1, NUM_ITEMS + 1, size=(6, 1))], axis=1).astype(np.int32)
-    targets[inputs == 0] = 0
+    inputs, targets = random_windows(rows=6, length=8, num_items=NUM_ITEMS, padded_rows=2)
     return tf.constant(inputs), tf.constant(targets)
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from logs import write_interaction_log
 from tf_autosam import distribution
 
 JOB = pathlib.Path(__file__).with_name("distributed_job.py")
@@ -28,14 +29,7 @@ FLAGS = ["--epochs=3", "--max_len=8", "--hidden_size=16", "--num_heads=2", "--ff
 @pytest.fixture(scope="module")
 def tiny_csv(tmp_path_factory):
     """50 users with 6-13 interactions over 30 items (uneven lengths: replicas see different numbers of targets)."""
-    rng = np.random.default_rng(3)
-    path = tmp_path_factory.mktemp("data") / "log.csv"
-    lines = ["user_id,item_id,timestamp"]
-    for user in range(50):
-        for step in range(int(rng.integers(6, 14))):
-            lines.append(f"u{user},i{(user * 7 + step * 3) % 30},{1_000 + 60 * step}")
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return write_interaction_log(tmp_path_factory.mktemp("data") / "log.csv", users=50, items=30, seed=3, max_length=14)
 
 
 def job_command(tmp_path: pathlib.Path, csv: pathlib.Path, name: str, *flags: str) -> list[str]:

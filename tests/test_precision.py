@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from logs import random_windows
 from tf_autosam import models
 from tf_autosam.backbones import REGISTRY
 from tf_autosam.config import TrainerConfig
@@ -12,12 +13,7 @@ NUM_ITEMS = 40
 
 
 def windows():
-    rng = np.random.default_rng(0)
-    inputs = rng.integers(1, NUM_ITEMS + 1, size=(12, 8)).astype(np.int32)
-    inputs[:3, :3] = 0
-    targets = np.concatenate([inputs[:, 1:], rng.integers(1, NUM_ITEMS + 1, size=(12, 1))], axis=1).astype(np.int32)
-    targets[inputs == 0] = 0
-    return inputs, targets
+    return random_windows(rows=12, length=8, num_items=NUM_ITEMS, padded_rows=3)
 
 
 def train(precision: str, model: str, backbone: str):
