@@ -60,14 +60,27 @@ def training_windows(
     return inputs, targets
 
 
-def training_dataset(windows: tuple[np.ndarray, np.ndarray], batch_size: int, seed: int) -> tf.data.Dataset:
-    """Shuffled (seeded, reshuffled each epoch), batched, prefetched training windows."""
+def training_dataset(
+    windows: tuple[np.ndarray, np.ndarray], batch_size: int, seed: int, epochs: int = 1, start_epoch: int = 0,
+    skip_batches: int = 0,
+) -> tf.data.Dataset:
+    """Batches of epochs ``start_epoch`` .. ``epochs - 1`` back to back, each epoch in its own seeded order.
+
+    An epoch's order is a function of (seed, epoch) alone, not of how many
+    epochs this process has iterated, so a run resumed at epoch e, batch b
+    (``start_epoch=e, skip_batches=b``) reads exactly what an uninterrupted
+    run would have read next.
+    """
     inputs, targets = windows
     if len(inputs) == 0:
         raise ValueError("no training windows: every training sequence has fewer than 2 items")
-    dataset = tf.data.Dataset.from_tensor_slices((inputs, targets))
-    dataset = dataset.shuffle(len(inputs), seed=seed, reshuffle_each_iteration=True)
-    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    examples = tf.data.Dataset.from_tensor_slices((inputs, targets))
+
+    def epoch_batches(epoch: tf.Tensor) -> tf.data.Dataset:
+        return examples.shuffle(len(inputs), seed=tf.constant(seed, tf.int64) * 1_000_003 + epoch).batch(batch_size)
+
+    dataset = tf.data.Dataset.range(start_epoch, epochs).flat_map(epoch_batches)
+    return dataset.skip(skip_batches).prefetch(tf.data.AUTOTUNE)
 
 
 def evaluation_dataset(

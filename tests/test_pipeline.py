@@ -45,6 +45,16 @@ def test_training_dataset_is_seeded():
     assert sorted(map(tuple, np.concatenate(first))) == sorted(map(tuple, windows[0]))
 
 
+def test_a_resumed_dataset_reads_what_the_uninterrupted_one_reads_next():
+    windows = training_windows([np.arange(1, 40, dtype=np.int32)], max_len=4)
+    whole = [b[0].numpy() for b in training_dataset(windows, 3, seed=7, epochs=3)]
+    per_epoch = len(whole) // 3
+    assert len(whole) == 3 * per_epoch == 3 * -(-len(windows[0]) // 3)
+    assert not np.array_equal(np.concatenate(whole[:per_epoch]), np.concatenate(whole[per_epoch:2 * per_epoch]))
+    resumed = [b[0].numpy() for b in training_dataset(windows, 3, seed=7, epochs=3, start_epoch=1, skip_batches=2)]
+    np.testing.assert_array_equal(np.concatenate(resumed), np.concatenate(whole[per_epoch + 2:]))
+
+
 def test_evaluation_batches_carry_whole_history():
     histories = [np.array([1, 2, 3, 4, 5], dtype=np.int32), np.array([6], dtype=np.int32)]
     batch = next(iter(evaluation_dataset(histories, np.array([9, 8]), max_len=2, batch_size=2)))

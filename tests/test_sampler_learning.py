@@ -48,7 +48,7 @@ def _train(config: TrainerConfig, data, steps: int) -> models.AutoSAMRecommender
     model = models.build_recommender(config, data.num_items)
     model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
     windows = pipeline.training_windows(data.train_sequences(), config.max_len, config.window_stride)
-    batches = iter(pipeline.training_dataset(windows, config.batch_size, config.seed).repeat())
+    batches = iter(pipeline.training_dataset(windows, config.batch_size, config.seed, epochs=config.epochs))
     step = tf.function(model.train_step)
     for _ in range(steps):
         step(next(batches))

@@ -89,6 +89,10 @@ class TrainerConfig:
     patience: int = _field(10, "Epochs without validation NDCG@10 improvement before stopping (best weights are restored).")
     seed: int = _field(42, "Seed for every random choice (initialisation, shuffling, dropout, negatives).")
 
+    # Fault tolerance.
+    backup_every_steps: int = _field(0, "Back up the training state (weights, optimisers, counters, early stopping) to RUN_DIR/backup every this many steps; 0 = at the end of every epoch. Rerunning the same command with the same --run_dir resumes from the last backup.")
+    min_free_gb: float = _field(1.0, "Free disk space (GiB) the run directory needs before training starts; less stops the run at once.")
+
     # Evaluation.
     eval_batch_size: int = _field(256, "Users per evaluation batch (the users x items score matrix is built one batch at a time).")
     sampled_eval_negatives: int = _field(0, "Also report sampled metrics against this many random negatives (0 = off; secondary, labelled 'sampled').")

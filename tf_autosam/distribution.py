@@ -66,20 +66,23 @@ def replica_seed(seed: tf.Tensor) -> tf.Tensor:
     return tf.random.experimental.stateless_fold_in(seed, context.replica_id_in_sync_group)
 
 
-def training_input(dataset: tf.data.Dataset, steps_per_epoch: int) -> tuple[tf.data.Dataset, Optional[int]]:
-    """The training dataset and the ``steps_per_epoch`` for ``fit`` under the current strategy.
+def training_input(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """The training dataset as the current strategy reads it.
 
-    Synchronous workers each read every ``num_workers``-th batch of the same
+    Synchronous workers each read their share of every batch of the same
     seeded order (data sharding: the input is in memory, not in files).
-    Parameter-server workers pull from an endless stream and an epoch is a
-    step count.
+    Parameter-server workers pull from an endless stream.
     """
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     dataset = dataset.with_options(options)
-    if isinstance(tf.distribute.get_strategy(), tf.distribute.ParameterServerStrategy):
-        return dataset.repeat(), steps_per_epoch
-    return dataset, None
+    if is_parameter_server():
+        return dataset.repeat()
+    return dataset
+
+
+def is_parameter_server() -> bool:
+    return isinstance(tf.distribute.get_strategy(), tf.distribute.ParameterServerStrategy)
 
 
 def split_cpu(num_devices: int) -> None:

@@ -20,6 +20,8 @@ from typing import Optional, Sequence
 from tf_autosam import config as config_lib
 
 USAGE_ERROR = 2
+# Exit code of a run stopped by a NaN or infinite loss or reward.
+DIVERGED = 3
 
 
 def _flag_type(field: dataclasses.Field) -> type:
@@ -89,6 +91,15 @@ def resolve_config(argv: Optional[Sequence[str]] = None) -> config_lib.TrainerCo
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     config = resolve_config(argv)
+    from tf_autosam.preflight import RunDirectoryError, check_run_directory
+    from tf_autosam.run_directory import default_run_dir
+
+    run_dir = config.run_dir or default_run_dir(config.dataset, config.model)
+    try:
+        check_run_directory(pathlib.Path(run_dir), config.min_free_gb)
+    except RunDirectoryError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return USAGE_ERROR
     if config.strategy != "default" or config.cpu_devices > 1:
         from tf_autosam import distribution
 
@@ -116,9 +127,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         with tempfile.TemporaryDirectory(prefix="tf_autosam-worker-") as scratch:
             run_training(config, data, RunDirectory(pathlib.Path(scratch)), log=lambda line: None)
         return 0
-    run = RunDirectory.create(config.run_dir, config.dataset, config.model)
+    from tf_autosam.fault_tolerance import TrainingDivergedError
+
+    run = RunDirectory(pathlib.Path(run_dir))
     print(f"run directory: {run.path}")
-    results = run_training(config, data, run)
+    try:
+        results = run_training(config, data, run)
+    except TrainingDivergedError as error:
+        print(f"error: training diverged at {error}", file=sys.stderr)
+        return DIVERGED
     columns = [f"{name}@{k}" for k in DEFAULT_CUTOFFS for name in ("NDCG", "Recall", "MRR")]
     print(f"\n{config.model} on {config.dataset}, best epoch {results['best_epoch']} (full ranking, history masked)")
     print(format_table({"validation": results["validation"], "test": results["test"]}, columns))

@@ -14,6 +14,11 @@ from typing import Any, Optional
 from input_pipeline.cache import atomic_write_text
 
 
+def default_run_dir(dataset: str, model: str) -> str:
+    """``runs/<dataset>-<model>-<time>``: a fresh directory per run (pass --run_dir to resume one)."""
+    return f"runs/{dataset}-{model}-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
 class RunDirectory:
     """Paths and atomic writers for one run's outputs."""
 
@@ -23,14 +28,16 @@ class RunDirectory:
 
     @classmethod
     def create(cls, run_dir: Optional[str], dataset: str, model: str) -> "RunDirectory":
-        if run_dir is None:
-            stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-            run_dir = f"runs/{dataset}-{model}-{stamp}"
-        return cls(pathlib.Path(run_dir))
+        return cls(pathlib.Path(run_dir or default_run_dir(dataset, model)))
 
     @property
     def checkpoint_dir(self) -> pathlib.Path:
         return self.path / "checkpoints"
+
+    @property
+    def backup_dir(self) -> pathlib.Path:
+        """Keras' training-state backup and ``resume.json``; removed when training ends normally."""
+        return self.path / "backup"
 
     @property
     def tensorboard_dir(self) -> pathlib.Path:

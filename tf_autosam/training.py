@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from input_pipeline import pipeline
 from input_pipeline.prepare import PreparedData
-from tf_autosam import distribution, models, summaries
+from tf_autosam import distribution, fault_tolerance, models, summaries
 from tf_autosam.config import TrainerConfig
 from tf_autosam.evaluation import RankingEvaluator, inference_keep_rate
 from tf_autosam.run_directory import RunDirectory
@@ -106,29 +106,46 @@ def fit_recommender(
         data.train_sequences(), config.max_len, config.window_stride, config.new_targets_only
     )
     log(f"training windows per epoch: {len(windows[0])}")
-    train, steps_per_epoch = distribution.training_input(
-        pipeline.training_dataset(windows, config.batch_size, config.seed), -(-len(windows[0]) // config.batch_size)
-    )
+    steps_per_epoch = -(-len(windows[0]) // config.batch_size)
+    parameter_server = distribution.is_parameter_server()
+    resume = None if parameter_server else fault_tolerance.resume_point(run.backup_dir, steps_per_epoch)
+    if resume is not None:
+        log(f"resuming from the backup in {run.backup_dir}: epoch {resume.epoch + 1}, batch {resume.batch + 1}")
+    train = distribution.training_input(pipeline.training_dataset(
+        windows, config.batch_size, config.seed, config.epochs,
+        start_epoch=resume.epoch if resume else 0, skip_batches=resume.batch if resume else 0,
+    ))
     model.compile(optimizer=models.recommender_optimizer(config), jit_compile=config.jit_compile)
     monitor = f"val_{SELECTION_METRIC}"
     stopper = tf.keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=config.patience, restore_best_weights=True)
+    best_checkpoint = tf.keras.callbacks.ModelCheckpoint(
+        str(run.checkpoint_dir / "best"), monitor=monitor, mode="max", save_best_only=True, save_weights_only=True
+    )
     # verbose=1 shows Keras' progress bar, which already prints each epoch's metrics.
     recorder = EpochRecorder(run, log if config.verbose == 2 else _silent)
     callbacks = [
+        fault_tolerance.NonFiniteGuard() if parameter_server else fault_tolerance.StepNonFiniteGuard(),
         EpochTracker(),
         ValidationCallback(evaluator, validation),
         stopper,
-        tf.keras.callbacks.ModelCheckpoint(
-            str(run.checkpoint_dir / "best"), monitor=monitor, mode="max", save_best_only=True, save_weights_only=True
-        ),
+        best_checkpoint,
         tf.keras.callbacks.TensorBoard(str(run.tensorboard_dir), update_freq="epoch", profile_batch=0),
         recorder,
     ]
     if isinstance(model, models.AutoSAMRecommender):
         callbacks.append(sampler_summaries(config, data, windows, run))
+    if not parameter_server:
+        callbacks += [
+            tf.keras.callbacks.BackupAndRestore(str(run.backup_dir), save_freq=config.backup_every_steps or "epoch"),
+            fault_tolerance.ResumeState(run.backup_dir, config.backup_every_steps, stopper, best_checkpoint,
+                                        recorder.epochs, resume),
+        ]
     _write_config_summary(run, config)
     model.fit(train, epochs=config.epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks,
               verbose=1 if config.verbose == 1 else 0)
+    if model.stop_training and stopper.best_weights is None:
+        # Stopped early after a resume: the best epoch's weights predate this process, so read them back.
+        model.load_weights(str(run.checkpoint_dir / "best")).expect_partial()
     best = recorder.epochs[stopper.best_epoch]
     summary = {"best_epoch": best["epoch"], "epochs_run": len(recorder.epochs)}
     if "keep_rate" in best:

@@ -1,0 +1,137 @@
+"""Faults: a killed run resumes where it stopped, a diverging run stops cleanly, a bad run directory stops at once."""
+
+import json
+import os
+import pathlib
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from input_pipeline import pipeline
+from input_pipeline.datasets import load_dataset
+from logs import write_interaction_log
+from tf_autosam import main as cli
+from tf_autosam import preflight
+from tf_autosam.config import preset
+
+ROOT = pathlib.Path(__file__).parent.parent
+TIMEOUT_S = 300
+# Dropout 0: Keras' dropout stream is the one random source a resume cannot restore (BUILD_NOTES.md).
+FLAGS = ["--model=autosam", "--sampler_warmup_epochs=1", "--epochs=6", "--patience=6", "--max_len=8",
+         "--hidden_size=16", "--num_heads=2", "--ffn_size=16", "--num_blocks=1", "--batch_size=8", "--dropout=0",
+         "--verbose=2", "--no-export"]
+
+
+@pytest.fixture(scope="module")
+def tiny_csv(tmp_path_factory):
+    return write_interaction_log(tmp_path_factory.mktemp("data") / "log.csv", users=60, items=40, seed=5)
+
+
+def steps_per_epoch(csv: pathlib.Path, data_dir: pathlib.Path) -> int:
+    config = preset("default").replace(max_len=8, batch_size=8)
+    data = load_dataset("csv", data_path=str(csv), data_dir=str(data_dir))
+    windows = pipeline.training_windows(data.train_sequences(), config.max_len, config.window_stride)
+    return -(-len(windows[0]) // config.batch_size)
+
+
+def command(csv, data_dir, run_dir, *extra):
+    return [sys.executable, "-m", "tf_autosam.main", "--dataset=csv", f"--data_path={csv}", f"--data_dir={data_dir}",
+            f"--run_dir={run_dir}", *FLAGS, *extra]
+
+
+def run_to_end(args) -> str:
+    finished = subprocess.run(args, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True,
+                              text=True, timeout=TIMEOUT_S)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    return finished.stdout
+
+
+def epochs_without_timing(run_dir: pathlib.Path) -> list[dict]:
+    return [{k: v for k, v in epoch.items() if k != "seconds"} for epoch in json.loads((run_dir / "epochs.json").read_text())]
+
+
+def test_a_run_killed_mid_epoch_resumes_and_ends_as_an_uninterrupted_one(tmp_path, tiny_csv):
+    data_dir = tmp_path / "cache"
+    per_epoch = steps_per_epoch(tiny_csv, data_dir)
+    every = next(b for b in (3, 4, 5, 7) if per_epoch % b)  # backups fall inside epochs, not only on their ends
+    backup = ["--backup_every_steps", str(every)]
+    run_to_end(command(tiny_csv, data_dir, tmp_path / "whole", *backup))
+
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(command(tiny_csv, data_dir, killed, *backup), cwd=ROOT,
+                               env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline, killed_at = time.monotonic() + TIMEOUT_S, None
+        while killed_at is None and time.monotonic() < deadline and process.poll() is None:
+            try:
+                steps = [int(step) for step in json.loads((killed / "backup" / "resume.json").read_text())]
+            except (OSError, ValueError):
+                steps = []
+            mid_epoch = [step for step in steps if step > per_epoch and step % per_epoch]
+            if mid_epoch:
+                process.send_signal(signal.SIGKILL)
+                killed_at = max(mid_epoch)
+            time.sleep(0.05)
+        process.wait(timeout=30)
+    finally:
+        process.kill()
+        process.wait()
+    assert killed_at is not None and process.returncode == -signal.SIGKILL, "the run ended before it could be killed mid-epoch"
+    assert not (killed / "metrics.json").exists()
+
+    output = run_to_end(command(tiny_csv, data_dir, killed, *backup))
+    resumed_at = re.search(r"resuming from the backup .*: epoch (\d+), batch (\d+)", output)
+    assert resumed_at and int(resumed_at.group(1)) > 1 and int(resumed_at.group(2)) > 1, output  # mid-epoch
+    resumed_epochs, whole_epochs = epochs_without_timing(killed), epochs_without_timing(tmp_path / "whole")
+    assert len(resumed_epochs) == len(whole_epochs)
+    for resumed_epoch, whole_epoch in zip(resumed_epochs, whole_epochs):
+        assert resumed_epoch == pytest.approx(whole_epoch, rel=1e-5, abs=1e-7)
+    whole, resumed = (json.loads((run / "metrics.json").read_text()) for run in (tmp_path / "whole", killed))
+    assert resumed["best_epoch"] == whole["best_epoch"]
+    assert resumed["test"] == pytest.approx(whole["test"], abs=1e-6)
+    assert not (killed / "backup").exists()
+
+
+def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_backup(tmp_path, tiny_csv, capsys):
+    run_dir = tmp_path / "run"
+    code = cli.main(["--dataset=csv", f"--data_path={tiny_csv}", f"--data_dir={tmp_path / 'cache'}", f"--run_dir={run_dir}",
+                     *FLAGS, "--backup_every_steps=1", "--learning_rate=1e38", "--sampler_warmup_epochs=0"])
+    message = capsys.readouterr().err
+    assert code == cli.DIVERGED
+    assert "step " in message and (" is nan" in message or " is inf" in message), message
+    checkpoint = tf.train.latest_checkpoint(str(run_dir / "backup" / "chief"))
+    reader = tf.train.load_checkpoint(checkpoint)
+    step = int(reader.get_tensor("model/optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"))
+    assert f"step {step + 1} " in message  # the backup is the step before the bad one
+    weights = [reader.get_tensor(name) for name, _ in tf.train.list_variables(checkpoint) if "embeddings" in name]
+    assert weights and all(np.all(np.isfinite(w)) for w in weights)
+    assert str(step) in json.loads((run_dir / "backup" / "resume.json").read_text())
+
+
+def test_an_unwritable_run_directory_stops_before_anything_starts(tmp_path, tiny_csv, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    started = time.monotonic()
+    code = cli.main(["--dataset=csv", f"--data_path={tiny_csv}", f"--run_dir={blocker / 'run'}", *FLAGS])
+    assert code == cli.USAGE_ERROR and time.monotonic() - started < 5
+    assert "is a file, not a folder" in capsys.readouterr().err
+    if os.geteuid() != 0:  # root writes through permission bits
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        with pytest.raises(preflight.RunDirectoryError, match="cannot write"):
+            preflight.check_run_directory(locked / "run", min_free_gb=0)
+
+
+def test_a_full_disk_stops_before_anything_starts(tmp_path, tiny_csv, capsys, monkeypatch):
+    monkeypatch.setattr(preflight.shutil, "disk_usage", lambda path: type("Usage", (), {"free": 200 * 2**20})())
+    code = cli.main(["--dataset=csv", f"--data_path={tiny_csv}", f"--run_dir={tmp_path / 'run'}", *FLAGS])
+    assert code == cli.USAGE_ERROR
+    assert "only 0.20 GiB free" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+    preflight.check_run_directory(tmp_path / "run", min_free_gb=0.1)

@@ -1,0 +1,170 @@
+"""Surviving faults: resumable training state and a stop on non-finite losses or rewards.
+
+Resume. Keras' ``BackupAndRestore`` checkpoints the model every
+``backup_every_steps`` steps under ``RUN/backup/`` (weights, both optimisers
+with their step counters, the in-graph epoch, the loss trackers) with its own
+epoch/step counters. What Keras does not keep, :class:`ResumeState` writes
+beside it in ``RUN/backup/resume.json`` after each backup: early stopping's
+state, the best validation score, the epoch history, and where in the epoch
+order the backup was taken. Entries are keyed by the optimiser step, and the
+last two are kept, so a kill between the two writes still finds the entry of
+the checkpoint Keras restores. Random draws inside a step are stateless
+functions of (seed, step) and each epoch's order a function of (seed, epoch)
+(``input_pipeline.pipeline.training_dataset``), so a resumed run reads and
+draws what the uninterrupted one would have. The exception: Keras' dropout
+masks come from a per-process random stream that tf-keras cannot checkpoint,
+so after a resume with dropout > 0 they are fresh draws.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pathlib
+import shutil
+from dataclasses import dataclass
+from typing import Optional
+
+import tensorflow as tf
+
+from input_pipeline.cache import atomic_write_text
+
+RESUME_FILE = "resume.json"
+KEPT_ENTRIES = 2
+
+
+class TrainingDivergedError(RuntimeError):
+    """A loss or reward became NaN or infinite; the last backup is left as it was."""
+
+
+class NonFiniteGuard(tf.keras.callbacks.Callback):
+    """Stops at the end of the first epoch whose logged losses or rewards are not finite.
+
+    The epoch-level guard: parameter-server training allows no batch-level
+    callbacks. Elsewhere :class:`StepNonFiniteGuard` stops at the step.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch: int, logs: Optional[dict] = None) -> None:
+        self._epoch = epoch
+
+    def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
+        self._check(logs, "end of the epoch")
+
+    def _check(self, logs: Optional[dict], where: str) -> None:
+        for name, value in (logs or {}).items():
+            if not math.isfinite(float(value)):
+                step = int(self.model.optimizer.iterations.numpy())
+                raise TrainingDivergedError(
+                    f"step {step} (epoch {self._epoch + 1}, {where}): {name} is {float(value)}; "
+                    f"the last backup (if any) is intact"
+                )
+
+
+class StepNonFiniteGuard(NonFiniteGuard):
+    """Stops at the first step whose logged losses or rewards are not finite, before anything is backed up.
+
+    Keras logs running epoch means, so one non-finite step makes its mean non-finite at once.
+    Place it before the backup callbacks: it raises before they run for that step.
+    """
+
+    def on_train_batch_end(self, batch: int, logs: Optional[dict] = None) -> None:
+        self._check(logs, f"batch {batch + 1}")
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    """Where a backed-up run continues: epoch index, batches of it already done, callback state."""
+
+    epoch: int
+    batch: int
+    state: dict
+
+
+class ResumeState(tf.keras.callbacks.Callback):
+    """Writes the callback state Keras' backup lacks at each backup, and puts it back on resume.
+
+    ``every_steps`` must equal the ``BackupAndRestore`` save frequency (0 = at
+    each epoch's end), and this callback must follow it in the callback list.
+    """
+
+    def __init__(self, backup_dir: pathlib.Path, every_steps: int, stopper: tf.keras.callbacks.EarlyStopping, best_checkpoint: tf.keras.callbacks.ModelCheckpoint,
+                 epochs: list[dict], resume: Optional[ResumePoint]):
+        super().__init__()
+        self.path = pathlib.Path(backup_dir) / RESUME_FILE
+        self.every_steps = every_steps
+        self.stopper = stopper
+        self.best_checkpoint = best_checkpoint
+        self.epochs = epochs
+        self.resume = resume
+        self._batches = 0
+        self._tracker_values: Optional[list] = None
+
+    def on_train_begin(self, logs: Optional[dict] = None) -> None:
+        """Runs after Keras restored the checkpoint: the restored trackers survive the epoch's reset."""
+        self._batches = 0
+        if self.resume is None:
+            return
+        state = self.resume.state
+        for name in ("wait", "best", "best_epoch", "stopped_epoch"):
+            setattr(self.stopper, name, state["stopper"][name])
+        self.best_checkpoint.best = state["best"]
+        self.epochs[:] = state["epochs"]
+        self._tracker_values = [[v.numpy() for v in metric.variables] for metric in self.model.metrics]
+
+    def on_epoch_begin(self, epoch: int, logs: Optional[dict] = None) -> None:
+        if self._tracker_values is not None and self.resume.batch > 0:
+            for metric, values in zip(self.model.metrics, self._tracker_values):
+                for variable, value in zip(metric.variables, values):
+                    variable.assign(value)
+        self._tracker_values = None
+
+    def on_train_batch_end(self, batch: int, logs: Optional[dict] = None) -> None:
+        self._batches += 1
+        if self.every_steps and self._batches >= self.every_steps:
+            self._batches = 0
+            self._write()
+
+    def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
+        if not self.every_steps:
+            self._write()
+
+    def on_train_end(self, logs: Optional[dict] = None) -> None:
+        """Training ended normally (Keras removes its checkpoint too): nothing is left to resume."""
+        shutil.rmtree(self.path.parent, ignore_errors=True)
+
+    def _write(self) -> None:
+        step = int(self.model.optimizer.iterations.numpy())
+        entries = read_entries(self.path)
+        entries[str(step)] = {
+            "stopper": {"wait": self.stopper.wait, "best": float(self.stopper.best),
+                        "best_epoch": self.stopper.best_epoch, "stopped_epoch": self.stopper.stopped_epoch},
+            "best": float(self.best_checkpoint.best),
+            "epochs": list(self.epochs),
+        }
+        kept = dict(sorted(entries.items(), key=lambda item: int(item[0]))[-KEPT_ENTRIES:])
+        atomic_write_text(self.path, json.dumps(kept))
+
+
+def read_entries(path: pathlib.Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def resume_point(backup_dir: pathlib.Path, steps_per_epoch: int) -> Optional[ResumePoint]:
+    """The point a backup in ``backup_dir`` resumes from, or None without a backup.
+
+    The step comes from Keras' checkpoint (the optimiser's iteration count);
+    epoch and batch follow from it, since every epoch has ``steps_per_epoch`` steps.
+    """
+    checkpoint = tf.train.latest_checkpoint(str(pathlib.Path(backup_dir) / "chief"))
+    if checkpoint is None:
+        return None
+    step = int(tf.train.load_checkpoint(checkpoint).get_tensor("model/optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"))
+    entries = read_entries(pathlib.Path(backup_dir) / RESUME_FILE)
+    if str(step) not in entries:
+        raise RuntimeError(f"the backup in {backup_dir} (step {step}) has no matching {RESUME_FILE}; "
+                           f"delete {backup_dir} to start the run afresh")
+    return ResumePoint(epoch=step // steps_per_epoch, batch=step % steps_per_epoch, state=entries[str(step)])
