@@ -21,6 +21,8 @@ import tensorflow as tf
 
 from input_pipeline.schema import PADDING_ID
 
+EPOCH_ORDER_GRAPH_SEED = 20231100
+
 
 def left_pad(sequences: Sequence[np.ndarray], length: int) -> np.ndarray:
     """[len(sequences), length] int32: each sequence's last ``length`` items, right-aligned."""
@@ -77,6 +79,9 @@ def training_dataset(
     examples = tf.data.Dataset.from_tensor_slices((inputs, targets))
 
     def epoch_batches(epoch: tf.Tensor) -> tf.data.Dataset:
+        # The order depends on (seed, epoch) only: a fixed graph-level seed for this function
+        # (TensorFlow cannot combine a tensor op seed with a global seed of 0) and the op seed below.
+        tf.compat.v1.get_default_graph().seed = EPOCH_ORDER_GRAPH_SEED
         return examples.shuffle(len(inputs), seed=tf.constant(seed, tf.int64) * 1_000_003 + epoch).batch(batch_size)
 
     dataset = tf.data.Dataset.range(start_epoch, epochs).flat_map(epoch_batches)
