@@ -92,9 +92,13 @@ def split_cpu(num_devices: int) -> None:
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * num_devices)
 
 
+def _tf_config() -> dict:
+    return json.loads(os.environ.get("TF_CONFIG", "{}"))
+
+
 def cluster_task() -> tuple[Optional[str], int]:
     """(task type, index) of this process from ``TF_CONFIG``; (None, 0) outside a cluster."""
-    task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {})
+    task = _tf_config().get("task", {})
     return task.get("type"), int(task.get("index", 0))
 
 
@@ -102,8 +106,7 @@ def writes_outputs(strategy_name: str) -> bool:
     """Whether this process writes the run directory: the chief, or worker 0 of a chief-less cluster."""
     task_type, index = cluster_task()
     if strategy_name == "multi_worker" and task_type == "worker":
-        cluster = json.loads(os.environ["TF_CONFIG"]).get("cluster", {})
-        return "chief" not in cluster and index == 0
+        return "chief" not in _tf_config().get("cluster", {}) and index == 0
     return task_type in CHIEF_TASK_TYPES
 
 

@@ -5,10 +5,10 @@ Resume. Keras' ``BackupAndRestore`` checkpoints the model every
 with their step counters, the in-graph epoch, the loss trackers) with its own
 epoch/step counters. What Keras does not keep, :class:`ResumeState` writes
 beside it in ``RUN/backup/resume.json`` after each backup: early stopping's
-state, the best validation score, the epoch history, and where in the epoch
-order the backup was taken. Entries are keyed by the optimiser step, and the
-last two are kept, so a kill between the two writes still finds the entry of
-the checkpoint Keras restores. Random draws inside a step are stateless
+state, the best validation score and the epoch history. Entries are keyed by
+the optimiser step (which also says where in the epoch order the backup was
+taken), and the last two are kept, so a kill between the two writes still
+finds the entry of the checkpoint Keras restores. Random draws inside a step are stateless
 functions of (seed, step) and each epoch's order a function of (seed, epoch)
 (``input_pipeline.pipeline.training_dataset``), so a resumed run reads and
 draws what the uninterrupted one would have. The exception: Keras' dropout
@@ -91,8 +91,8 @@ class ResumeState(tf.keras.callbacks.Callback):
     each epoch's end), and this callback must follow it in the callback list.
     """
 
-    def __init__(self, backup_dir: pathlib.Path, every_steps: int, stopper: tf.keras.callbacks.EarlyStopping, best_checkpoint: tf.keras.callbacks.ModelCheckpoint,
-                 epochs: list[dict], resume: Optional[ResumePoint]):
+    def __init__(self, backup_dir: pathlib.Path, every_steps: int, stopper: tf.keras.callbacks.EarlyStopping,
+                 best_checkpoint: tf.keras.callbacks.ModelCheckpoint, epochs: list[dict], resume: Optional[ResumePoint]):
         super().__init__()
         self.path = pathlib.Path(backup_dir) / RESUME_FILE
         self.every_steps = every_steps
