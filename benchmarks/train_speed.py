@@ -84,6 +84,12 @@ def training_seconds_per_step(
     model.compile(optimizer=models.recommender_optimizer(config), jit_compile=config.jit_compile)
     steps = len(windows[0]) // config.batch_size
     dataset = tf.data.Dataset.from_tensor_slices(windows).batch(config.batch_size, drop_remainder=True).cache()
+    # With autotuning on, this prefetch-free dataset's iterator is released only when
+    # tf.data's tuning thread wakes (10 ms, then doubling), so a timed fit ended at
+    # 10 ms x (2^k - 1) and a 0.7 s step read as 1.02 s. The step is what is timed.
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    dataset = dataset.with_options(options)
     model.fit(dataset.take(3), verbose=0)
     timings = []
     for _ in range(repeats):

@@ -92,3 +92,40 @@ def test_sampled_log_probabilities_are_exact_with_every_item_once_and_unbiased_i
     valid = targets > 0
     mean_ratio = np.mean([np.exp(-draw[valid]) - 1 for draw in draws], axis=0)
     np.testing.assert_allclose(mean_ratio, np.exp(-exact[valid]) - 1, rtol=0.1)
+
+
+def numpy_full_softmax_gradients(hidden, targets, table):
+    """d loss / d hidden and d loss / d table of numpy_full_softmax, by hand: softmax - one_hot."""
+    valid = targets != 0
+    h = hidden[valid]
+    logits = h @ table[1:].T
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    probs[np.arange(len(h)), targets[valid] - 1] -= 1.0
+    probs /= len(h)
+    hidden_grad = np.zeros_like(hidden)
+    hidden_grad[valid] = probs @ table[1:]
+    table_grad = np.zeros_like(table)
+    table_grad[1:] = probs.T @ h
+    return hidden_grad, table_grad
+
+
+def test_full_softmax_gradients_match_numpy(case):
+    hidden, targets, table = case
+    hidden_t, table_t = tf.Variable(hidden), tf.Variable(table)
+    with tf.GradientTape() as tape:
+        loss = losses.full_softmax_loss(hidden_t, tf.constant(targets), table_t)
+    hidden_grad, table_grad = tape.gradient(loss, [hidden_t, table_t])
+    expected_hidden, expected_table = numpy_full_softmax_gradients(hidden.astype(np.float64), targets, table.astype(np.float64))
+    np.testing.assert_allclose(hidden_grad.numpy(), expected_hidden, atol=1e-6)
+    np.testing.assert_allclose(tf.convert_to_tensor(table_grad).numpy(), expected_table, atol=1e-6)
+
+
+def test_an_underflowing_target_probability_gives_a_capped_finite_loss_and_an_exact_gradient():
+    hidden = tf.Variable([[1.0, 0.0]])
+    table = tf.constant([[0.0, 0.0], [200.0, 0.0], [-200.0, 0.0]])  # target 2 is 400 nats below item 1
+    with tf.GradientTape() as tape:
+        loss = losses.full_softmax_loss(hidden, tf.constant([2]), table)
+    assert loss.numpy() == pytest.approx(-np.log(np.finfo(np.float32).tiny), rel=1e-6)
+    # softmax is (1, 0): d loss / d hidden = table[1] - table[2].
+    np.testing.assert_allclose(tape.gradient(loss, hidden).numpy(), [[400.0, 0.0]])
