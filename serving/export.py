@@ -1,6 +1,6 @@
 """A trained run -> a SavedModel that TF Serving loads as it is.
 
-    python -m serving.export --run_dir=RUN --export_base=DIR [--model_name=autosam]
+    python -m serving.export --run_dir=RUN --export_base=DIR [--model_name=autosam] [--jit_compile]
 
 Layout: ``<export_base>/<model_name>/<version>/`` with integer versions; each
 export is a new version, written into a hidden temporary folder beside it and
@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import pathlib
 import sys
 import tempfile
@@ -63,10 +64,18 @@ class ServingModule(tf.Module):
     """The trained recommender behind raw-id signatures (see the module docstring)."""
 
     def __init__(
-        self, model: SequentialRecommender, vocabulary_file: str, item_counts: np.ndarray, max_len: int, default_k: int
+        self, model: SequentialRecommender, vocabulary_file: str, item_counts: np.ndarray, max_len: int, default_k: int,
+        jit_compile: bool = False,
     ):
         super().__init__()
         self.model = model
+        # One XLA executable for the model instead of hundreds of small kernels: about 1.5x
+        # faster at batch 1 on CPU (BUILD_NOTES, "Serving latency"). TF Serving runs it only
+        # with --xla_cpu_compilation_enabled=true.
+        self._inference = (
+            tf.function(functools.partial(model.inference, static_width=True), jit_compile=True) if jit_compile
+            else model.inference
+        )
         self.max_len = max_len
         self.default_k = default_k
         self.num_items = model.num_items
@@ -97,7 +106,7 @@ class ServingModule(tf.Module):
     @tf.function(input_signature=[HISTORY_SPEC, tf.TensorSpec([None, None], tf.string, name=protocol.CANDIDATES)])
     def score_candidates(self, history: tf.Tensor, candidates: tf.Tensor) -> dict[str, tf.Tensor]:
         window, _, _, _, fallback = self._read_history(history)
-        _, _, vector = self.model.inference(window)
+        _, _, vector = self._inference(window)
         items = self._item_ids(candidates)
         known = tf.not_equal(items, PADDING_ID)
         embedded = tf.gather(self.model.backbone.item_table, items)
@@ -132,7 +141,7 @@ class ServingModule(tf.Module):
         tf.debugging.assert_positive(k, message="k must be at least 1")
         k = tf.minimum(k, self.num_items - self.max_len)
         window, slot, _, unknown, fallback = self._read_history(history)
-        probability, kept, vector = self.model.inference(window)
+        probability, kept, vector = self._inference(window)
         scores, items = self.retrieval.query_with_exclusions(vector, exclusions=window, k=k)
         popular = tf.broadcast_to(self.popular_items[:k][tf.newaxis], tf.shape(items))
         items = tf.where(fallback[:, tf.newaxis], popular, items)
@@ -178,8 +187,12 @@ def export_model(
     export_base: pathlib.Path,
     model_name: str = DEFAULT_MODEL_NAME,
     default_k: int = DEFAULT_K,
+    jit_compile: bool = False,
 ) -> pathlib.Path:
-    """Writes the next version of ``model_name`` under ``export_base`` (and the server configs); returns it."""
+    """Writes the next version of ``model_name`` under ``export_base`` (and the server configs); returns it.
+
+    ``jit_compile`` compiles the model's part of every signature with XLA.
+    """
     if not isinstance(model, SequentialRecommender):
         raise ValueError(f"model {config.model!r} has no user vector to serve; export sasrec or autosam runs")
     if data.num_items <= config.max_len:
@@ -187,7 +200,7 @@ def export_model(
     folder = pathlib.Path(export_base) / model_name
     counts = popularity_counts(data.train_sequences(), data.num_items)
     with _vocabulary_file(data.item_vocab) as vocabulary:
-        module = ServingModule(model, vocabulary, counts, config.max_len, default_k)
+        module = ServingModule(model, vocabulary, counts, config.max_len, default_k, jit_compile)
         while True:
             target = folder / str(next_version(folder))
             try:
@@ -228,6 +241,7 @@ def export_run(
     inference_mode: str = "deterministic",
     data: Optional[PreparedData] = None,
     log: Log = print,
+    jit_compile: bool = False,
 ) -> pathlib.Path:
     """Exports a finished run's best model (its data prepared from the run's own config if not given)."""
     from input_pipeline.datasets import load_dataset
@@ -242,7 +256,7 @@ def export_run(
         )
     overrides = {"inference_mode": inference_mode} if config.model == "autosam" else {}
     model = load_best_model(run_dir, data, **overrides)
-    return export_model(model, data, config.replace(**overrides), export_base, model_name, default_k)
+    return export_model(model, data, config.replace(**overrides), export_base, model_name, default_k, jit_compile)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -253,11 +267,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--k", type=int, default=DEFAULT_K, help=f"Recommendations per request of the serving_default signature. [default: {DEFAULT_K}]")
     parser.add_argument("--inference_mode", default="deterministic", choices=("deterministic", "stochastic", "keep_all"),
                         help="How the AutoSAM sampler acts when serving. [default: deterministic]")
+    parser.add_argument("--jit_compile", action="store_true",
+                        help="Compile the model inside the signatures with XLA (about 1.5x faster at batch 1 on CPU); "
+                             "TF Serving then needs --xla_cpu_compilation_enabled=true. [default: off]")
     args = parser.parse_args(argv)
     if not (pathlib.Path(args.run_dir) / "config.json").exists():
         parser.error(f"{args.run_dir} is not a run directory (no config.json)")
     try:
-        path = export_run(pathlib.Path(args.run_dir), pathlib.Path(args.export_base), args.model_name, args.k, args.inference_mode)
+        path = export_run(
+            pathlib.Path(args.run_dir), pathlib.Path(args.export_base), args.model_name, args.k, args.inference_mode,
+            jit_compile=args.jit_compile,
+        )
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -148,6 +148,18 @@ def test_a_new_export_is_a_new_version(trained, tmp_path):
     assert sorted(path.name for path in (base / "recs").iterdir()) == ["1", "2"]  # no temporary folder left
 
 
+def test_an_xla_compiled_export_answers_like_the_plain_one(trained, tmp_path):
+    run_dir, data = trained
+    compiled = export.export_run(run_dir, tmp_path, "xla", data=data, log=lambda _: None, jit_compile=True)
+    history = tf.constant([["item-2", "item-5", "item-9", "item-13"], ["item-7", "nope", "", ""]])
+    plain = serve(run_dir, history=history)
+    out = {name: value.numpy() for name, value in tf.saved_model.load(str(compiled)).signatures["serving_default"](history=history).items()}
+    np.testing.assert_array_equal(out["item_ids"], plain["item_ids"])
+    np.testing.assert_allclose(out["scores"], plain["scores"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(out["kept"], plain["kept"])
+    np.testing.assert_allclose(out["keep_probability"], plain["keep_probability"], atol=1e-6)
+
+
 @pytest.mark.parametrize("backbone", sorted(REGISTRY))
 def test_every_backbone_serves_its_keras_top_k(backbone, tiny_log, tmp_path):
     """The backbone contract's export round trip (the plain model: the sampler's export is tested above)."""
@@ -163,3 +175,6 @@ def test_every_backbone_serves_its_keras_top_k(backbone, tiny_log, tmp_path):
     out = tf.saved_model.load(str(version)).signatures["serving_default"](history=tf.constant([histories[0] + ["", ""], histories[1]]))
     assert [[raw.decode() for raw in row] for row in out["item_ids"].numpy()] == expected_ids
     np.testing.assert_allclose(out["scores"].numpy(), expected_scores, rtol=1e-4, atol=1e-5)
+    compiled = export.export_model(model, data, config, tmp_path, jit_compile=True)
+    out = tf.saved_model.load(str(compiled)).signatures["serving_default"](history=tf.constant([histories[0] + ["", ""], histories[1]]))
+    assert [[raw.decode() for raw in row] for row in out["item_ids"].numpy()] == expected_ids

@@ -60,11 +60,15 @@ class SequentialRecommender(tf.keras.Model):
         """[batch, N + 1] scores for the item after each input sequence."""
         return self.backbone.logits(self.inference(inputs, training=training)[2])
 
-    def inference(self, inputs: tf.Tensor, training: bool = False) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    def inference(
+        self, inputs: tf.Tensor, training: bool = False, static_width: bool = False
+    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         """(keep probability [batch, L], kept [batch, L], user vector [batch, d]) of left-padded windows.
 
         The user vector scores item i as its dot product with item i's
-        embedding (the query side of retrieval). The plain backbone keeps every behaviour.
+        embedding (the query side of retrieval). The plain backbone keeps every
+        behaviour. ``static_width`` keeps every tensor as wide as ``inputs``
+        (what XLA needs); the answer is the same.
         """
         kept = tf.not_equal(inputs, PADDING_ID)
         vector = self.backbone(inputs, training=training)[:, -1]
@@ -168,7 +172,9 @@ class AutoSAMRecommender(SequentialRecommender):
         keep = tf.logical_or(tf.logical_or(keep, newest[tf.newaxis]), tf.logical_not(self.sampler_acting()))
         return tf.logical_and(keep, tf.not_equal(inputs, PADDING_ID))
 
-    def inference(self, inputs: tf.Tensor, training: bool = False) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    def inference(
+        self, inputs: tf.Tensor, training: bool = False, static_width: bool = False
+    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         """As for the plain backbone, with the sampler's decision (of the first draw, in stochastic mode).
 
         With several draws the user vector is their mean: scores are linear in
@@ -180,12 +186,12 @@ class AutoSAMRecommender(SequentialRecommender):
         for draw in range(draws):
             decisions.append(self.inference_keep(inputs, probability, draw))
             kept = compact(inputs, decisions[-1], tf.zeros_like(inputs[:, -1]))
-            vectors.append(self.backbone(*self._trim(kept.items, kept.positions), training=training)[:, -1])
+            vectors.append(self.backbone(*self._trim(kept.items, kept.positions, static=static_width), training=training)[:, -1])
         return probability, decisions[0], tf.add_n(vectors) / float(draws)
 
-    def _trim(self, *compacted: tf.Tensor) -> tuple[tf.Tensor, ...]:
-        """:func:`_trim_to_longest`, except under XLA, which needs the static full width."""
-        return compacted if self.settings.jit_compile else _trim_to_longest(*compacted)
+    def _trim(self, *compacted: tf.Tensor, static: bool = False) -> tuple[tf.Tensor, ...]:
+        """:func:`_trim_to_longest`, except under XLA (``static`` or a compiled step), which needs the full width."""
+        return compacted if static or self.settings.jit_compile else _trim_to_longest(*compacted)
 
     def _compacted_pass(self, inputs: tf.Tensor, keep: tf.Tensor, targets: tf.Tensor, training: bool) -> tuple[tf.Tensor, ...]:
         """The backbone over the kept behaviours: trimmed hidden states, the targets trained on, and
