@@ -56,9 +56,14 @@ def python_top_k(model, data, histories, k):
     return [[data.item_vocab[item] for item in row] for row in top], np.take_along_axis(scores, top, axis=1)
 
 
-def serve(run_dir, signature="serving_default", **inputs):
-    loaded = tf.saved_model.load(str(run_dir / "export" / "autosam" / "1"))
+def serve_version(version_dir, signature="serving_default", **inputs):
+    loaded = tf.saved_model.load(str(version_dir))
     return {name: value.numpy() for name, value in loaded.signatures[signature](**inputs).items()}
+
+
+def serve(run_dir, signature="serving_default", **inputs):
+    """The main job's own export (version 1)."""
+    return serve_version(run_dir / "export" / "autosam" / "1", signature, **inputs)
 
 
 def test_the_main_job_exports_version_1_with_server_configs(trained):
@@ -153,7 +158,7 @@ def test_an_xla_compiled_export_answers_like_the_plain_one(trained, tmp_path):
     compiled = export.export_run(run_dir, tmp_path, "xla", data=data, log=lambda _: None, jit_compile=True)
     history = tf.constant([["item-2", "item-5", "item-9", "item-13"], ["item-7", "nope", "", ""]])
     plain = serve(run_dir, history=history)
-    out = {name: value.numpy() for name, value in tf.saved_model.load(str(compiled)).signatures["serving_default"](history=history).items()}
+    out = serve_version(compiled, history=history)
     np.testing.assert_array_equal(out["item_ids"], plain["item_ids"])
     np.testing.assert_allclose(out["scores"], plain["scores"], rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(out["kept"], plain["kept"])
@@ -172,9 +177,10 @@ def test_every_backbone_serves_its_keras_top_k(backbone, tiny_log, tmp_path):
     version = export.export_model(model, data, config, tmp_path)
     histories = [["item-1", "item-4", "item-7"], ["item-3", "item-6", "item-9", "item-12", "item-15"]]
     expected_ids, expected_scores = python_top_k(model, data, histories, k=10)
-    out = tf.saved_model.load(str(version)).signatures["serving_default"](history=tf.constant([histories[0] + ["", ""], histories[1]]))
-    assert [[raw.decode() for raw in row] for row in out["item_ids"].numpy()] == expected_ids
-    np.testing.assert_allclose(out["scores"].numpy(), expected_scores, rtol=1e-4, atol=1e-5)
+    padded = tf.constant([histories[0] + ["", ""], histories[1]])
+    out = serve_version(version, history=padded)
+    assert [[raw.decode() for raw in row] for row in out["item_ids"]] == expected_ids
+    np.testing.assert_allclose(out["scores"], expected_scores, rtol=1e-4, atol=1e-5)
     compiled = export.export_model(model, data, config, tmp_path, jit_compile=True)
-    out = tf.saved_model.load(str(compiled)).signatures["serving_default"](history=tf.constant([histories[0] + ["", ""], histories[1]]))
-    assert [[raw.decode() for raw in row] for row in out["item_ids"].numpy()] == expected_ids
+    out = serve_version(compiled, history=padded)
+    assert [[raw.decode() for raw in row] for row in out["item_ids"]] == expected_ids
