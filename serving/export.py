@@ -41,12 +41,12 @@ from typing import Callable, Iterator, Optional, Sequence
 import tf_autosam  # noqa: F401  (selects tf-keras before TensorFlow loads)
 import numpy as np
 import tensorflow as tf
-import tensorflow_recommenders as tfrs
 
 from input_pipeline.cache import atomic_directory, atomic_write_text
 from input_pipeline.prepare import PreparedData
 from input_pipeline.schema import PADDING_ID
 from serving import protocol
+from serving.retrieval import brute_force_layer
 from serving.protocol import DEFAULT_MODEL_NAME
 from tf_autosam.config import TrainerConfig
 from tf_autosam.models import SequentialRecommender, popularity_counts
@@ -92,7 +92,7 @@ class ServingModule(tf.Module):
         counts = item_counts.astype(np.float32)
         self.item_counts = tf.constant(counts)
         self.popular_items = tf.constant(np.argsort(-counts[1:], kind="stable").astype(np.int32) + 1)
-        self.retrieval = tfrs.layers.factorized_top_k.BruteForce(k=default_k)
+        self.retrieval = brute_force_layer(self.num_items, default_k)
         self.retrieval.index(model.backbone.item_table[1:], identifiers=tf.range(1, self.num_items + 1, dtype=tf.int32))
 
     @tf.function(input_signature=[HISTORY_SPEC])

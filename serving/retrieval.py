@@ -1,0 +1,85 @@
+"""Exact top-k over the catalogue: tensorflow-recommenders' brute force, with a faster path for large ones.
+
+At batch 1 a brute-force top-k over a large catalogue is bound by reading
+the float32 [N, d] candidate table (512 MB at 1M items and d 128), not by
+arithmetic. ``ShortlistBruteForce`` scores a bfloat16 copy instead (half the
+bytes), keeps the ``shortlist`` best approximate scores, and rescores those
+in float32. The answer is still exact: a bfloat16 score differs from the
+float32 one by less than ``2^-6 * |q| * max_j |t_j|`` (both operands rounded
+to bfloat16, 2 x 2^-8 relative, the result once more, 2^-8, float32
+accumulation), so when the k-th rescored score beats the best score left out
+of the shortlist by more than that bound, no candidate outside the shortlist
+can be in the top k. When it does not, and for batches above
+``max_shortlist_batch`` (where the bfloat16 product is compute bound and, on
+CPUs without bfloat16 units, slower than float32), the float32 brute force of
+the parent class answers. Measured in BUILD_NOTES.md ("Serving latency").
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+
+# Catalogues from this size on are served through the bfloat16 shortlist; below it the
+# float32 table is small enough that the extra kernels cost more than they save.
+SHORTLIST_MIN_ITEMS = 100_000
+DEFAULT_SHORTLIST = 512
+DEFAULT_MAX_SHORTLIST_BATCH = 4
+# Bound on |bfloat16 score - float32 score| / (|q| * max_j |t_j|): see the module docstring.
+BFLOAT16_SCORE_ERROR = 2.0**-6
+
+
+class ShortlistBruteForce(tfrs.layers.factorized_top_k.BruteForce):
+    """Brute-force top-k that reads a bfloat16 copy of the candidates for small batches; exact (see module docstring)."""
+
+    def __init__(
+        self, k: int = 10, shortlist: int = DEFAULT_SHORTLIST, max_shortlist_batch: int = DEFAULT_MAX_SHORTLIST_BATCH,
+        name: Optional[str] = None,
+    ):
+        super().__init__(k=k, name=name)
+        self.shortlist = shortlist
+        self.max_shortlist_batch = max_shortlist_batch
+        self._compressed: Optional[tf.Variable] = None
+        self._max_norm: Optional[tf.Variable] = None
+
+    def index(self, candidates: tf.Tensor, identifiers: Optional[tf.Tensor] = None) -> ShortlistBruteForce:
+        super().index(candidates, identifiers)
+        self._compressed = self.add_weight(
+            name="candidates_bfloat16", dtype=tf.bfloat16, shape=candidates.shape,
+            initializer=tf.keras.initializers.Zeros(), trainable=False,
+        )
+        self._compressed.assign(tf.cast(candidates, tf.bfloat16))
+        self._max_norm = self.add_weight(name="max_candidate_norm", shape=[], initializer="zeros", trainable=False)
+        self._max_norm.assign(tf.reduce_max(tf.norm(candidates, axis=1)))
+        return self
+
+    def call(self, queries: tf.Tensor, k: Optional[int] = None) -> tuple[tf.Tensor, tf.Tensor]:
+        k = k if k is not None else self._k
+        exact = lambda: super(ShortlistBruteForce, self).call(queries, k)  # noqa: E731
+        small_batch = tf.shape(queries)[0] <= self.max_shortlist_batch
+        return tf.cond(small_batch, lambda: self._certified_shortlist(queries, k, exact), exact)
+
+    def _certified_shortlist(self, queries: tf.Tensor, k, exact) -> tuple[tf.Tensor, tf.Tensor]:
+        """The shortlist's rescored top-k when the error bound proves it exact, else ``exact()``."""
+        num_candidates = self._compressed.shape[0]
+        shortlist = tf.minimum(tf.maximum(k, self.shortlist), num_candidates)
+        approximate = tf.matmul(tf.cast(queries, tf.bfloat16), self._compressed, transpose_b=True)
+        approximate_top, rows = tf.math.top_k(approximate, shortlist)
+        rescored = tf.einsum("bd,bsd->bs", queries, tf.gather(self._candidates, rows))
+        scores, order = tf.math.top_k(rescored, k)
+        rows = tf.gather(rows, order, batch_dims=1)
+        bound = BFLOAT16_SCORE_ERROR * tf.norm(queries, axis=1) * self._max_norm
+        best_left_out = tf.cast(approximate_top[:, -1], tf.float32)
+        certified = tf.logical_or(
+            shortlist >= num_candidates, tf.reduce_all(scores[:, -1] > best_left_out + bound)
+        )
+        return tf.cond(certified, lambda: (scores, tf.gather(self._identifiers, rows)), exact)
+
+
+def brute_force_layer(num_items: int, k: int) -> tfrs.layers.factorized_top_k.BruteForce:
+    """The top-k layer for a catalogue of ``num_items``: the bfloat16 shortlist from SHORTLIST_MIN_ITEMS on."""
+    if num_items >= SHORTLIST_MIN_ITEMS:
+        return ShortlistBruteForce(k=k)
+    return tfrs.layers.factorized_top_k.BruteForce(k=k)
