@@ -81,6 +81,21 @@ def test_a_compacted_window_means_the_same_however_far_it_is_trimmed(backbone):
     np.testing.assert_allclose(trimmed, full[:, -shortest:], atol=1e-5)
 
 
+def test_newest_only_is_the_newest_state_of_the_full_pass(backbone):
+    """The user vector serving and evaluation read, computed alone; the last row is all padding."""
+    rng = np.random.default_rng(2)
+    items = rng.integers(1, NUM_ITEMS + 1, size=(4, MAX_LEN)).astype(np.int32)
+    items[1, :5] = 0
+    items[3] = 0
+    positions = np.sort(rng.integers(0, MAX_LEN, size=(4, MAX_LEN)), axis=1).astype(np.int32)
+    for given_positions in (None, positions):
+        full = backbone(items, given_positions).numpy()
+        newest = backbone(items, given_positions, newest_only=True).numpy()
+        assert newest.shape == (4, 1, WIDTH)
+        np.testing.assert_allclose(newest, full[:, -1:], atol=1e-5)
+    assert np.all(newest[3] == 0.0)
+
+
 def test_reference_block_starts_near_identity():
     backbone = make_backbone("sasrec-post")
     reference = make_backbone("sasrec-post", dropout=0.0, residual_scale_init=1e-8)

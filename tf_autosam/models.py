@@ -71,7 +71,7 @@ class SequentialRecommender(tf.keras.Model):
         (what XLA needs); the answer is the same.
         """
         kept = tf.not_equal(inputs, PADDING_ID)
-        vector = self.backbone(inputs, training=training)[:, -1]
+        vector = self.backbone(inputs, training=training, newest_only=True)[:, -1]
         return tf.cast(kept, tf.float32), kept, vector
 
     def step_seed(self, stream: int = 0) -> tf.Tensor:
@@ -186,7 +186,8 @@ class AutoSAMRecommender(SequentialRecommender):
         for draw in range(draws):
             decisions.append(self.inference_keep(inputs, probability, draw))
             kept = compact(inputs, decisions[-1], tf.zeros_like(inputs[:, -1]))
-            vectors.append(self.backbone(*self._trim(kept.items, kept.positions, static=static_width), training=training)[:, -1])
+            items, positions = self._trim(kept.items, kept.positions, static=static_width)
+            vectors.append(self.backbone(items, positions, training=training, newest_only=True)[:, -1])
         return probability, decisions[0], tf.add_n(vectors) / float(draws)
 
     def _trim(self, *compacted: tf.Tensor, static: bool = False) -> tuple[tf.Tensor, ...]:

@@ -19,9 +19,12 @@ A backbone provides:
 - ``embed_items(items)``: rows of the item table; ``embed(items, positions)``:
   the input embeddings the sampler reads (a backbone without position ids
   may ignore ``positions``);
-- ``call(items, positions, training)``: hidden states, zero at padding; the
-  state at t depends only on the items at or before t, and extra leading
-  padding changes nothing (so a compacted window is a valid input);
+- ``call(items, positions, training, newest_only)``: hidden states, zero at
+  padding; the state at t depends only on the items at or before t, and
+  extra leading padding changes nothing (so a compacted window is a valid
+  input). ``newest_only=True`` returns [batch, 1, d], the newest position's
+  state alone (the user vector that scores the next item), skipping what
+  only the other positions need;
 - ``logits(hidden)`` [..., N + 1]: every item id's score for each hidden state.
 """
 
@@ -69,7 +72,9 @@ class Backbone(tf.keras.layers.Layer):
     def embed(self, items: tf.Tensor, positions: Optional[tf.Tensor] = None) -> tf.Tensor:
         raise NotImplementedError
 
-    def call(self, items: tf.Tensor, positions: Optional[tf.Tensor] = None, training: bool = False) -> tf.Tensor:
+    def call(
+        self, items: tf.Tensor, positions: Optional[tf.Tensor] = None, training: bool = False, newest_only: bool = False
+    ) -> tf.Tensor:
         raise NotImplementedError
 
     def logits(self, hidden: tf.Tensor) -> tf.Tensor:

@@ -43,11 +43,15 @@ class GRU4Rec(Backbone):
         """Item embeddings; ``positions`` is ignored (the recurrence reads order from the sequence)."""
         return self.item_embedding(items)
 
-    def call(self, items: tf.Tensor, positions: Optional[tf.Tensor] = None, training: bool = False) -> tf.Tensor:
+    def call(
+        self, items: tf.Tensor, positions: Optional[tf.Tensor] = None, training: bool = False, newest_only: bool = False
+    ) -> tf.Tensor:
         valid = tf.not_equal(items, PADDING_ID)
         x = self.embedding_dropout(self.embed(items, positions), training=training)
         for gru in self.grus:
             x = gru(x, mask=valid, training=training)
+        if newest_only:
+            x, items = x[:, -1:], items[:, -1:]
         x = self.projection(x)
         return x * real_items(items, x.dtype)
 

@@ -36,15 +36,22 @@ class SASRec(Backbone):
             positions = tf.broadcast_to(tf.range(tf.shape(items)[1]) + (self.max_len - tf.shape(items)[1]), tf.shape(items))
         return self.item_embedding(items) + self.position_embedding(positions)
 
-    def call(self, items: tf.Tensor, positions: Optional[tf.Tensor] = None, training: bool = False) -> tf.Tensor:
+    def call(
+        self, items: tf.Tensor, positions: Optional[tf.Tensor] = None, training: bool = False, newest_only: bool = False
+    ) -> tf.Tensor:
         x = self.embed(items, positions)
         keep = real_items(items, x.dtype)
         if self.norm == "post":
             x = self.embedding_norm(x)
         x = self.embedding_dropout(x, training=training) * keep
         mask = causal_padding_mask(tf.not_equal(items, PADDING_ID))
-        for block in self.blocks:
-            x = block(x, mask, training=training) * keep
+        for index, block in enumerate(self.blocks):
+            last_block = index == len(self.blocks) - 1
+            if newest_only and last_block:
+                keep = keep[:, -1:]
+            x = block(x, mask, training=training, newest_only=newest_only and last_block) * keep
+        if newest_only:
+            x, keep = x[:, -1:], keep[:, -1:]
         if self.final_norm is not None:
             x = self.final_norm(x) * keep
         return x

@@ -87,28 +87,33 @@ class TransformerBlock(tf.keras.layers.Layer):
             self.ffn_scale = self.add_weight("ffn_scale", shape=[], initializer=scale_init)
         super().build(input_shape)
 
-    def _attend(self, x: tf.Tensor, mask: tf.Tensor, training: bool) -> tf.Tensor:
+    def _attend(self, x: tf.Tensor, mask: tf.Tensor, training: bool, newest_only: bool) -> tf.Tensor:
         batch, length = tf.shape(x)[0], tf.shape(x)[1]
         head_size = self.hidden_size // self.num_heads
         qkv = tf.reshape(self.qkv(x), [batch, length, 3, self.num_heads, head_size])
         query, key, value = tf.unstack(qkv, axis=2)
+        if newest_only:
+            query, mask = query[:, -1:], mask[:, :, -1:]
         logits = tf.einsum("bqhd,bkhd->bhqk", query, key) * (head_size ** -0.5)
         logits = tf.where(mask, logits, _MASKED_LOGIT)
         weights = self.attention_dropout(tf.nn.softmax(logits, axis=-1), training=training)
         context = tf.einsum("bhqk,bkhd->bqhd", weights, value)
-        return self.attention_output(tf.reshape(context, [batch, length, self.hidden_size]))
+        return self.attention_output(tf.reshape(context, [batch, -1, self.hidden_size]))
 
     def _feed_forward(self, x: tf.Tensor) -> tf.Tensor:
         return self.ffn_output(self.ffn_inner(x))
 
-    def call(self, x: tf.Tensor, mask: tf.Tensor, training: bool = False) -> tf.Tensor:
+    def call(self, x: tf.Tensor, mask: tf.Tensor, training: bool = False, newest_only: bool = False) -> tf.Tensor:
+        """[batch, L, d], or [batch, 1, d] with ``newest_only``: only the last position's output, which
+        still attends to every position (what scoring the next item needs, at a fraction of the cost)."""
+        residual = x[:, -1:] if newest_only else x
         if self.norm == "post":
-            update = self.attention_scale * self._attend(x, mask, training)
-            x = self.attention_norm(x + self.residual_dropout(update, training=training))
+            update = self.attention_scale * self._attend(x, mask, training, newest_only)
+            x = self.attention_norm(residual + self.residual_dropout(update, training=training))
             update = self.ffn_scale * self._feed_forward(x)
             return self.ffn_norm(x + self.residual_dropout(update, training=training))
-        update = self._attend(self.attention_norm(x), mask, training)
-        x = x + self.residual_dropout(update, training=training)
+        update = self._attend(self.attention_norm(x), mask, training, newest_only)
+        x = residual + self.residual_dropout(update, training=training)
         update = self._feed_forward(self.ffn_norm(x))
         return x + self.residual_dropout(update, training=training)
 
