@@ -335,7 +335,7 @@ def requested_version(spec: model_pb2.ModelSpec) -> Optional[int]:
 
 def proto_array(spec: tf.TensorSpec, proto: Any) -> np.ndarray:
     """A TensorProto as sent: its own dtype, checked against the spec afterwards."""
-    return tf.make_ndarray(proto)
+    return protocol.ndarray(proto)
 
 
 def answer(context: grpc.ServicerContext, compute: Callable[[], Answer]) -> Answer:
