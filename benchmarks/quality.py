@@ -41,6 +41,8 @@ from tf_autosam.training import EvaluationData, load_best_model, run_training
 
 METRICS = [f"{name}@{k}" for k in DEFAULT_CUTOFFS for name in ("NDCG", "Recall")] + ["MRR@10"]
 INFERENCE_MODES = ("deterministic", "stochastic", "keep_all")
+# Config fields this script sets itself for every run; --overrides may not set them too.
+CONTROLLED_FIELDS = {"dataset", "model", "backbone", "max_len", "seed", "verbose"}
 
 
 def _evaluate_run(run: RunDirectory, data, evaluation: EvaluationData, model_name: str, modes: list[str],
@@ -72,13 +74,17 @@ def main() -> None:
     parser.add_argument("--backbone", default="sasrec", choices=sorted(BACKBONES), help="Backbone of the sasrec and autosam models.")
     parser.add_argument("--preset", default=None, help="Config preset of the trained models (default: the backbone's own preset).")
     parser.add_argument("--max_lens", default="50,100", help="Comma-separated window lengths.")
-    parser.add_argument("--seeds", type=int, default=3, help="Number of seeds (1..N) per setting.")
+    parser.add_argument("--seeds", type=int, default=3, help="Number of seeds per setting: first_seed .. first_seed + N - 1.")
+    parser.add_argument("--first_seed", type=int, default=1, help="First seed (to spread the seeds of one table over several processes).")
     parser.add_argument("--inference_modes", default=",".join(INFERENCE_MODES), help="AutoSAM inference modes to evaluate each run in.")
     parser.add_argument("--noise_labels", default=None, help="Planted-noise CSV (with is_noise) of this dataset: also report the sampler's noise separation.")
     parser.add_argument("--overrides", default="{}", help="JSON object of extra config overrides, e.g. '{\"dropout\": 0.3}'.")
     parser.add_argument("--threads", type=int, default=0, help="TensorFlow intra-op threads (0 = all cores); run several scripts with 1 each to use cores in parallel.")
     parser.add_argument("--run_root", default="runs/quality", help="Where the runs and quality.json go.")
     args = parser.parse_args()
+    controlled = CONTROLLED_FIELDS & set(json.loads(args.overrides))
+    if controlled:
+        parser.error(f"--overrides cannot set {sorted(controlled)}: use this script's own flags")
     if args.threads:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
@@ -90,7 +96,7 @@ def main() -> None:
     table, per_user_ndcg = [], {}
     for max_len in [int(v) for v in args.max_lens.split(",")]:
         for model_name in args.models.split(","):
-            seeds = range(1, args.seeds + 1) if model_name != "popularity" else range(1, 2)
+            seeds = range(args.first_seed, args.first_seed + (args.seeds if model_name != "popularity" else 1))
             by_mode: dict[str, list[dict]] = {}
             for seed in seeds:
                 config = preset(args.preset or args.backbone).replace(

@@ -1,6 +1,6 @@
 """Serving latency: p50 / p99 and throughput, in process and over gRPC, batch 1 and 32.
 
-    python benchmarks/serving_latency.py [--num_items=1682,1000000] [--requests=300] [--jit_compile]
+    python benchmarks/serving_latency.py [--num_items=1682,1000000] [--requests=300] [--jit_compile] [--intra_op_threads=1]
 
 For each catalogue size, an AutoSAM model of the reference architecture
 (d 128, 2 blocks, max_len 100; latency does not depend on the weights, so it
@@ -82,11 +82,13 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=300, help="Timed requests per setting (p99 needs at least 100).")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the weights and the histories.")
     parser.add_argument("--jit_compile", action="store_true", help="Export with the model compiled by XLA (serving.export --jit_compile).")
+    parser.add_argument("--intra_op_threads", type=int, default=0, help="Threads per TensorFlow op, in process and in the server (serving.local_server --intra_op_threads); 0: every core.")
     args = parser.parse_args()
+    tf.config.threading.set_intra_op_parallelism_threads(args.intra_op_threads)
     config = preset("reference").replace(model="autosam", inference_mode="deterministic", seed=args.seed)
     rng = np.random.default_rng(args.seed)
     print(f"model: autosam, d {config.hidden_size}, {config.num_blocks} blocks, max_len {config.max_len}, deterministic sampler"
-          f"{', compiled with XLA' if args.jit_compile else ''}")
+          f"{', compiled with XLA' if args.jit_compile else ''}, intra-op threads {args.intra_op_threads or 'all cores'}")
     print(f"{'items':>9} {'batch':>5} {'path':<10} {'p50 ms':>8} {'p99 ms':>8} {'histories/s':>12}")
     for num_items in (int(value) for value in args.num_items.split(",")):
         data = synthetic_catalogue(num_items, rng)

@@ -463,7 +463,7 @@ def test_command_line_serves_until_sigterm(version_one):
         process.stderr.close()
 
 
-@pytest.mark.parametrize("flags", [["--max_batch=0"], ["--poll_seconds=0"], []])
+@pytest.mark.parametrize("flags", [["--max_batch=0"], ["--poll_seconds=0"], ["--intra_op_threads=-1"], []])
 def test_command_line_rejects_bad_flags(tmp_path, flags):
     base = [] if flags == [] else [f"--model_base_path={tmp_path}"]
     with pytest.raises(SystemExit) as exited:
