@@ -7,9 +7,9 @@ bytes), keeps the ``shortlist`` best approximate scores, and rescores those
 in float32. The answer is still exact: a bfloat16 score differs from the
 float32 one by less than ``2^-6 * |q| * max_j |t_j|`` (both operands rounded
 to bfloat16, 2 x 2^-8 relative, the result once more, 2^-8, float32
-accumulation), so when the k-th rescored score beats the best score left out
-of the shortlist by more than that bound, no candidate outside the shortlist
-can be in the top k. When it does not, and for batches above
+accumulation), so when the k-th rescored score beats the shortlist's lowest
+approximate score (no left-out one is higher) by more than that bound, no
+candidate outside the shortlist can be in the top k. When it does not, and for batches above
 ``max_shortlist_batch`` (where the bfloat16 product is compute bound and, on
 CPUs without bfloat16 units, slower than float32), the float32 brute force of
 the parent class answers. Measured in BUILD_NOTES.md ("Serving latency").
@@ -71,9 +71,10 @@ class ShortlistBruteForce(tfrs.layers.factorized_top_k.BruteForce):
         scores, order = tf.math.top_k(rescored, k)
         rows = tf.gather(rows, order, batch_dims=1)
         bound = BFLOAT16_SCORE_ERROR * tf.norm(queries, axis=1) * self._max_norm
-        best_left_out = tf.cast(approximate_top[:, -1], tf.float32)
+        # No approximate score left out of the shortlist exceeds the shortlist's lowest one.
+        left_out_ceiling = tf.cast(approximate_top[:, -1], tf.float32)
         certified = tf.logical_or(
-            shortlist >= num_candidates, tf.reduce_all(scores[:, -1] > best_left_out + bound)
+            shortlist >= num_candidates, tf.reduce_all(scores[:, -1] > left_out_ceiling + bound)
         )
         return tf.cond(certified, lambda: (scores, tf.gather(self._identifiers, rows)), exact)
 
