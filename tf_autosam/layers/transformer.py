@@ -87,10 +87,10 @@ class TransformerBlock(tf.keras.layers.Layer):
             self.ffn_scale = self.add_weight("ffn_scale", shape=[], initializer=scale_init)
         super().build(input_shape)
 
-    def _attend(self, x: tf.Tensor, mask: tf.Tensor, training: bool, newest_only: bool) -> tf.Tensor:
-        batch, length = tf.shape(x)[0], tf.shape(x)[1]
+    def _attend(self, tokens: tf.Tensor, length: tf.Tensor, mask: tf.Tensor, training: bool, newest_only: bool) -> tf.Tensor:
+        """[batch * Lq, d] attention output for tokens [batch * L, d] (Lq = 1 with ``newest_only``, else L)."""
         head_size = self.hidden_size // self.num_heads
-        qkv = tf.reshape(self.qkv(x), [batch, length, 3, self.num_heads, head_size])
+        qkv = tf.reshape(self.qkv(tokens), [-1, length, 3, self.num_heads, head_size])
         query, key, value = tf.unstack(qkv, axis=2)
         if newest_only:
             query, mask = query[:, -1:], mask[:, :, -1:]
@@ -98,24 +98,33 @@ class TransformerBlock(tf.keras.layers.Layer):
         logits = tf.where(mask, logits, _MASKED_LOGIT)
         weights = self.attention_dropout(tf.nn.softmax(logits, axis=-1), training=training)
         context = tf.einsum("bhqk,bkhd->bqhd", weights, value)
-        return self.attention_output(tf.reshape(context, [batch, -1, self.hidden_size]))
+        return self.attention_output(tf.reshape(context, [-1, self.hidden_size]))
 
-    def _feed_forward(self, x: tf.Tensor) -> tf.Tensor:
-        return self.ffn_output(self.ffn_inner(x))
+    def _feed_forward(self, tokens: tf.Tensor) -> tf.Tensor:
+        return self.ffn_output(self.ffn_inner(tokens))
 
     def call(self, x: tf.Tensor, mask: tf.Tensor, training: bool = False, newest_only: bool = False) -> tf.Tensor:
         """[batch, L, d], or [batch, 1, d] with ``newest_only``: only the last position's output, which
-        still attends to every position (what scoring the next item needs, at a fraction of the cost)."""
-        residual = x[:, -1:] if newest_only else x
+        still attends to every position (what scoring the next item needs, at a fraction of the cost).
+
+        Inside, positions are flattened to tokens [batch * L, d], so every Dense layer is one
+        MatMul that the graph optimiser fuses with its bias and activation (a Dense layer over
+        [batch, L, d] is a tensordot: a dozen shape ops around the MatMul, no fusion).
+        """
+        batch, length = tf.shape(x)[0], tf.shape(x)[1]
+        tokens = tf.reshape(x, [-1, self.hidden_size])
+        residual = x[:, -1] if newest_only else tokens
         if self.norm == "post":
-            update = self.attention_scale * self._attend(x, mask, training, newest_only)
-            x = self.attention_norm(residual + self.residual_dropout(update, training=training))
-            update = self.ffn_scale * self._feed_forward(x)
-            return self.ffn_norm(x + self.residual_dropout(update, training=training))
-        update = self._attend(self.attention_norm(x), mask, training, newest_only)
-        x = residual + self.residual_dropout(update, training=training)
-        update = self._feed_forward(self.ffn_norm(x))
-        return x + self.residual_dropout(update, training=training)
+            update = self.attention_scale * self._attend(tokens, length, mask, training, newest_only)
+            tokens = self.attention_norm(residual + self.residual_dropout(update, training=training))
+            update = self.ffn_scale * self._feed_forward(tokens)
+            tokens = self.ffn_norm(tokens + self.residual_dropout(update, training=training))
+        else:
+            update = self._attend(self.attention_norm(tokens), length, mask, training, newest_only)
+            tokens = residual + self.residual_dropout(update, training=training)
+            update = self._feed_forward(self.ffn_norm(tokens))
+            tokens = tokens + self.residual_dropout(update, training=training)
+        return tf.reshape(tokens, [batch, -1, self.hidden_size])
 
     def get_config(self):
         return dict(super().get_config(), settings=dataclasses.asdict(self.settings))
