@@ -9,8 +9,8 @@ float32 one by less than ``2^-6 * |q| * max_j |t_j|`` (both operands rounded
 to bfloat16, 2 x 2^-8 relative, the result once more, 2^-8, float32
 accumulation), so when the k-th rescored score beats the shortlist's lowest
 approximate score (no left-out one is higher) by more than that bound, no
-candidate outside the shortlist can be in the top k. When it does not, and for batches above
-``max_shortlist_batch`` (where the bfloat16 product is compute bound and, on
+candidate outside the shortlist can be in the top k. When it does not, and
+for batches above ``max_shortlist_batch`` (where the bfloat16 product is compute bound and, on
 CPUs without bfloat16 units, slower than float32), the float32 brute force of
 the parent class answers. Measured in BUILD_NOTES.md ("Serving latency").
 """
