@@ -4,7 +4,9 @@
     python benchmarks/quality.py --backbone=gru4rec --models=sasrec,autosam --max_lens=50 --seeds=3
 
 Every run goes through the same path as the CLI (``tf_autosam.training``) and
-keeps its run directory under ``--run_root``. Model ``sasrec`` is the plain
+keeps its run directory under ``--run_root``; a run directory there that
+already holds a finished run of the same config is evaluated, not retrained,
+so an interrupted table resumes where it stopped. Model ``sasrec`` is the plain
 ``--backbone`` (no sampler), ``autosam`` the same backbone fed by the sampler.
 AutoSAM runs are evaluated in each inference mode from their best checkpoint,
 with the share of behaviours each mode keeps; AutoSAM (deterministic) is
@@ -104,7 +106,11 @@ def main() -> None:
                     **json.loads(args.overrides),
                 )
                 run = RunDirectory(root / f"{model_name}-{args.backbone}-len{max_len}-seed{seed}")
-                result = run_training(config, data, run, log=lambda line: None)
+                result = run.finished_results(config.for_catalogue(data.num_items).to_json())
+                if result is None:
+                    result = run_training(config, data, run, log=lambda line: None)
+                else:
+                    print(f"reusing the finished run {run.path} (same config)", flush=True)
                 evaluation = EvaluationData.from_prepared(data, config)
                 for mode, entry in _evaluate_run(run, data, evaluation, model_name, modes, noise_labels).items():
                     by_mode.setdefault(mode, []).append(entry)

@@ -9,6 +9,8 @@ import pytest
 
 from tf_autosam import inspection
 from tf_autosam import main as cli
+from tf_autosam.config import TrainerConfig
+from tf_autosam.run_directory import RunDirectory
 
 TINY_FLAGS = ["--epochs=3", "--max_len=8", "--hidden_size=16", "--num_heads=2", "--ffn_size=16",
               "--num_blocks=1", "--batch_size=16", "--patience=2", "--verbose=0", "--no-export"]
@@ -53,6 +55,16 @@ def test_run_writes_config_metrics_checkpoints_and_logs(tmp_path, tiny_csv):
     # The validation metrics recorded at the best epoch are those of the restored weights.
     best = epochs[metrics["best_epoch"] - 1]
     assert best["val_NDCG@10"] == pytest.approx(metrics["validation"]["NDCG@10"], abs=1e-6)
+
+
+def test_a_finished_run_is_recognised_only_for_its_own_config(tmp_path, tiny_csv):
+    run_dir = run_cli(tmp_path, tiny_csv, "run")
+    config = TrainerConfig.from_json((run_dir / "config.json").read_text())
+    run = RunDirectory(run_dir)
+    assert run.finished_results(config.to_json()) == json.loads((run_dir / "metrics.json").read_text())
+    assert run.finished_results(config.replace(seed=config.seed + 1).to_json()) is None
+    (run_dir / "metrics.json").unlink()  # as while the run is still training
+    assert run.finished_results(config.to_json()) is None
 
 
 def test_same_seed_gives_same_metrics(tmp_path, tiny_csv):

@@ -43,6 +43,19 @@ class RunDirectory:
     def tensorboard_dir(self) -> pathlib.Path:
         return self.path / "tensorboard"
 
+    def finished_results(self, config_json: str) -> Optional[dict]:
+        """The ``metrics.json`` of a run that finished with exactly this config, else None.
+
+        ``metrics.json`` is written last, so its presence means the run ended;
+        comparing the parsed configs (not their text) ignores formatting only.
+        """
+        config_path, metrics_path = self.path / "config.json", self.path / "metrics.json"
+        if not (config_path.is_file() and metrics_path.is_file()):
+            return None
+        if json.loads(config_path.read_text()) != json.loads(config_json):
+            return None
+        return json.loads(metrics_path.read_text())
+
     def write_text(self, name: str, text: str) -> pathlib.Path:
         target = self.path / name
         atomic_write_text(target, text)
