@@ -9,6 +9,7 @@ import pytest
 
 from tf_autosam import inspection
 from tf_autosam import main as cli
+from tf_autosam import training
 from tf_autosam.config import TrainerConfig
 from tf_autosam.run_directory import RunDirectory
 
@@ -65,6 +66,19 @@ def test_a_finished_run_is_recognised_only_for_its_own_config(tmp_path, tiny_csv
     assert run.finished_results(config.replace(seed=config.seed + 1).to_json()) is None
     (run_dir / "metrics.json").unlink()  # as while the run is still training
     assert run.finished_results(config.to_json()) is None
+
+
+def test_retraining_into_a_finished_run_discards_its_old_metrics(tmp_path, tiny_csv, monkeypatch):
+    run_dir = run_cli(tmp_path, tiny_csv, "run")
+    config_json = (run_dir / "config.json").read_text()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "fit_recommender", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_cli(tmp_path, tiny_csv, "run")
+    assert RunDirectory(run_dir).finished_results(config_json) is None
 
 
 def test_same_seed_gives_same_metrics(tmp_path, tiny_csv):

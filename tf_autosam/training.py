@@ -194,6 +194,8 @@ def run_training(config: TrainerConfig, data: PreparedData, run: RunDirectory, l
     # First: cluster strategies configure TensorFlow's runtime, which must not have started yet.
     strategy = distribution.make_strategy(config.strategy, data.num_items)
     seed_everything(config.seed)
+    # Gone before the new config lands: metrics.json must only ever describe a finished run of config.json.
+    (run.path / "metrics.json").unlink(missing_ok=True)
     run.write_text("config.json", config.to_json())
     evaluation = EvaluationData.from_prepared(data, config)
     # Variables and optimisers must be created inside the strategy's scope to be placed by it.
