@@ -1,6 +1,7 @@
 """Serving latency: p50 / p99 and throughput, in process and over gRPC, batch 1 and 32.
 
     python benchmarks/serving_latency.py [--num_items=1682,1000000] [--requests=300] [--jit_compile] [--intra_op_threads=1]
+        [--breakdown]
 
 For each catalogue size, an AutoSAM model of the reference architecture
 (d 128, 2 blocks, max_len 100; latency does not depend on the weights, so it
@@ -10,6 +11,12 @@ SavedModel's signature, and over gRPC through ``serving.client`` against
 ``serving.local_server`` on 127.0.0.1. Latency is per request (a request
 holds ``batch`` histories); throughput is histories per second of one client
 issuing requests back to back.
+
+``--breakdown`` splits a gRPC request's latency instead: the signature alone,
+the server's request handling without transport (``PredictionServicer``), a
+gRPC server answering a recorded response (the transport's floor), a request
+built once sent to the server, and the client API's whole request; timed in alternating blocks in one process, because separate
+runs on this kind of machine differ by more than the parts do.
 """
 
 from __future__ import annotations
@@ -20,19 +27,23 @@ import statistics
 import sys
 import tempfile
 import time
-from typing import Callable
+from concurrent import futures
+from typing import Callable, Mapping
 
 REPOSITORY = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPOSITORY))
 
 import tf_autosam  # noqa: E402,F401  (selects tf-keras before TensorFlow loads)
+import grpc  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from input_pipeline.prepare import PreparationReport, PreparedData  # noqa: E402
 from serving.client import RecommendationClient  # noqa: E402
 from serving.export import export_model  # noqa: E402
-from serving.local_server import LocalServer  # noqa: E402
+from serving.local_server import LocalServer, PredictionServicer  # noqa: E402
+from serving import protocol  # noqa: E402
+from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc  # noqa: E402
 from tf_autosam.config import preset  # noqa: E402
 from tf_autosam.models import build_recommender  # noqa: E402
 
@@ -75,6 +86,68 @@ def timed(call: Callable[[], object], requests: int, warmup: int = 5) -> tuple[f
     return 1000 * statistics.median(latencies), 1000 * latencies[int(0.99 * (len(latencies) - 1))], requests / elapsed
 
 
+def timed_alternating(calls: Mapping[str, Callable[[], object]], blocks: int = 12, per_block: int = 25, dropped: int = 3) -> dict[str, float]:
+    """p50 ms of each call, timed in turns of per_block calls (the first ``dropped`` of each turn not counted)."""
+    latencies: dict[str, list[float]] = {name: [] for name in calls}
+    for call in calls.values():
+        for _ in range(dropped):
+            call()
+    for _ in range(blocks):
+        for name, call in calls.items():
+            for index in range(per_block):
+                begin = time.perf_counter()
+                call()
+                if index >= dropped:
+                    latencies[name].append(time.perf_counter() - begin)
+    return {name: 1000 * statistics.median(values) for name, values in latencies.items()}
+
+
+class RecordedAnswer(prediction_service_pb2_grpc.PredictionServiceServicer):
+    """Answers every Predict with one recorded response: gRPC's own cost for a request of this size."""
+
+    def __init__(self, response: predict_pb2.PredictResponse):
+        self.response = response
+
+    def Predict(self, request: predict_pb2.PredictRequest, context: object) -> predict_pb2.PredictResponse:
+        return self.response
+
+
+def print_breakdown(server: LocalServer, served: Callable[..., object], client: RecommendationClient, histories: list[list[str]], label: str) -> None:
+    """Where a gRPC request's time goes: model, server code, transport, and what none of them explains."""
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = MODEL_NAME
+    request.inputs[protocol.HISTORY].CopyFrom(protocol.tensor_proto(protocol.pad_rows(histories)))
+    servicer = PredictionServicer(server.endpoint)
+    echo = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(RecordedAnswer(servicer.predict(request)), echo)
+    echo_port = echo.add_insecure_port("127.0.0.1:0")
+    echo.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{echo_port}") as echo_channel, \
+                grpc.insecure_channel(f"127.0.0.1:{server.bound.grpc}") as server_channel:
+            echo_call = prediction_service_pb2_grpc.PredictionServiceStub(echo_channel).Predict
+            server_call = prediction_service_pb2_grpc.PredictionServiceStub(server_channel).Predict
+            history = tf.constant(histories)
+            p50 = timed_alternating({
+                "signature": lambda: served(history=history),
+                "server code, no transport": lambda: servicer.predict(request),
+                "gRPC, recorded answer": lambda: echo_call(request, timeout=30.0),
+                "gRPC, request built once": lambda: server_call(request, timeout=30.0),
+                "gRPC, client API": lambda: client.recommend(histories),
+            })
+    finally:
+        echo.stop(None)
+    for name, value in p50.items():
+        print(f"{label} {name:<30} {value:8.2f}")
+    parts = {
+        "server code": p50["server code, no transport"] - p50["signature"],
+        "client code": p50["gRPC, client API"] - p50["gRPC, request built once"],
+        "unexplained": p50["gRPC, request built once"] - p50["server code, no transport"] - p50["gRPC, recorded answer"],
+    }
+    for name, value in parts.items():
+        print(f"{label} {'= ' + name:<30} {value:8.2f}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--num_items", default="1682,1000000", help="Comma-separated catalogue sizes (1682 = ML-100K).")
@@ -82,6 +155,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=300, help="Timed requests per setting (p99 needs at least 100).")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the weights and the histories.")
     parser.add_argument("--jit_compile", action="store_true", help="Export with the model compiled by XLA (serving.export --jit_compile).")
+    parser.add_argument("--breakdown", action="store_true", help="Split the gRPC latency into model, server code and transport (p50 ms) instead of the table.")
     parser.add_argument("--intra_op_threads", type=int, default=0, help="Threads per TensorFlow op, in process and in the server (serving.local_server --intra_op_threads); 0: every core.")
     args = parser.parse_args()
     tf.config.threading.set_intra_op_parallelism_threads(args.intra_op_threads)
@@ -89,7 +163,10 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     print(f"model: autosam, d {config.hidden_size}, {config.num_blocks} blocks, max_len {config.max_len}, deterministic sampler"
           f"{', compiled with XLA' if args.jit_compile else ''}, intra-op threads {args.intra_op_threads or 'all cores'}")
-    print(f"{'items':>9} {'batch':>5} {'path':<10} {'p50 ms':>8} {'p99 ms':>8} {'histories/s':>12}")
+    if args.breakdown:
+        print(f"{'items':>9} {'batch':>5} {'part of a request':<30} {'p50 ms':>8}")
+    else:
+        print(f"{'items':>9} {'batch':>5} {'path':<10} {'p50 ms':>8} {'p99 ms':>8} {'histories/s':>12}")
     for num_items in (int(value) for value in args.num_items.split(",")):
         data = synthetic_catalogue(num_items, rng)
         tf.keras.utils.set_random_seed(args.seed)
@@ -103,6 +180,9 @@ def main() -> None:
                 with RecommendationClient(f"127.0.0.1:{port}", MODEL_NAME, timeout_s=30.0) as client:
                     for batch in (int(value) for value in args.batches.split(",")):
                         histories = [[f"item-{i}" for i in rng.integers(1, num_items + 1, config.max_len)] for _ in range(batch)]
+                        if args.breakdown:
+                            print_breakdown(server, served, client, histories, f"{num_items:>9,} {batch:>5}")
+                            continue
                         history = tf.constant(histories)
                         for path, call in (("in process", lambda: served(history=history)),
                                            ("gRPC", lambda: client.recommend(histories))):
