@@ -11,8 +11,8 @@ Signatures (batch = requests in one call; a history is a user's raw item ids,
 oldest first, padded at the end with ""):
 
 - ``serving_default``: ``history`` string [batch, L] -> ``item_ids`` string
-  [batch, k] and ``scores`` float32 [batch, k] (top-k of the catalogue, the
-  history's items excluded, k = the export's default), ``keep_probability``
+  [batch, k] and ``scores`` float32 [batch, k] (top-k of the catalogue, every
+  item of the history excluded, k = the export's default), ``keep_probability``
   float32 [batch, L] and ``kept`` bool [batch, L] (the sampler's view of each
   input position: what drove the recommendation), ``unknown_items`` int32
   [batch] (ids not in the training vocabulary, ignored) and ``fallback`` bool
@@ -46,7 +46,7 @@ from input_pipeline.cache import atomic_directory, atomic_write_text
 from input_pipeline.prepare import PreparedData
 from input_pipeline.schema import PADDING_ID
 from serving import protocol
-from serving.retrieval import brute_force_layer
+from serving.retrieval import brute_force_layer, top_k_excluding
 from serving.protocol import DEFAULT_MODEL_NAME
 from tf_autosam.config import TrainerConfig
 from tf_autosam.models import SequentialRecommender, popularity_counts
@@ -142,7 +142,8 @@ class ServingModule(tf.Module):
         k = tf.minimum(k, self.num_items - self.max_len)
         window, slot, _, unknown, fallback = self._read_history(history)
         probability, kept, vector = self._inference(window)
-        scores, items = self.retrieval.query_with_exclusions(vector, exclusions=window, k=k)
+        # The whole history is excluded, not only the window the model reads: as in evaluation.
+        scores, items = top_k_excluding(self.retrieval, self.num_items, vector, self._item_ids(history), k)
         popular = tf.broadcast_to(self.popular_items[:k][tf.newaxis], tf.shape(items))
         items = tf.where(fallback[:, tf.newaxis], popular, items)
         scores = tf.where(fallback[:, tf.newaxis], tf.gather(self.item_counts, popular), scores)

@@ -79,6 +79,25 @@ class ShortlistBruteForce(tfrs.layers.factorized_top_k.BruteForce):
         return tf.cond(certified, lambda: (scores, tf.gather(self._identifiers, rows)), exact)
 
 
+def top_k_excluding(
+    layer: tfrs.layers.factorized_top_k.TopK, num_candidates: int, queries: tf.Tensor, exclusions: tf.Tensor, k: tf.Tensor
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """(scores, identifiers) [batch, k] of ``layer``'s top k with the identifiers in ``exclusions`` left out.
+
+    ``exclusions`` [batch, E] may be as wide as a request's whole history (E
+    unknown until the request; identifiers not in the index, such as 0, exclude
+    nothing). TFRS's ``query_with_exclusions`` needs E known when the graph is
+    built, so this fetches ``k + E`` candidates (at most the index) and drops
+    the excluded ones. When a row's exclusions leave fewer than ``k`` of the
+    fetched candidates, its last slots hold excluded candidates.
+    """
+    fetched = tf.minimum(k + tf.shape(exclusions)[1], num_candidates)
+    scores, identifiers = layer(queries, k=fetched)
+    excluded = tf.reduce_any(tf.equal(identifiers[:, :, tf.newaxis], exclusions[:, tf.newaxis, :]), axis=-1)
+    _, order = tf.math.top_k(tf.where(excluded, -float("inf"), scores), k=tf.minimum(k, fetched))
+    return tf.gather(scores, order, batch_dims=1), tf.gather(identifiers, order, batch_dims=1)
+
+
 def brute_force_layer(num_items: int, k: int) -> tfrs.layers.factorized_top_k.BruteForce:
     """The top-k layer for a catalogue of ``num_items``: the bfloat16 shortlist from SHORTLIST_MIN_ITEMS on."""
     if num_items >= SHORTLIST_MIN_ITEMS:

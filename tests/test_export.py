@@ -42,7 +42,7 @@ def trained(tiny_log):
 
 
 def python_top_k(model, data, histories, k):
-    """Top-k raw ids from the trained Keras model, history masked, computed without the export."""
+    """Top-k raw ids from the trained Keras model, the whole history masked, computed without the export."""
     max_len = model.backbone.max_len
     windows = np.zeros((len(histories), max_len), np.int32)
     for row, history in enumerate(histories):
@@ -50,8 +50,8 @@ def python_top_k(model, data, histories, k):
         windows[row, max_len - len(ids):] = ids
     scores = model(tf.constant(windows)).numpy()
     scores[:, 0] = -np.inf
-    for row in range(len(histories)):
-        scores[row, windows[row][windows[row] > 0]] = -np.inf
+    for row, history in enumerate(histories):
+        scores[row, [data.item_id(raw) for raw in history]] = -np.inf
     top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     return [[data.item_vocab[item] for item in row] for row in top], np.take_along_axis(scores, top, axis=1)
 
@@ -104,11 +104,23 @@ def test_unknown_ids_are_ignored_and_counted_and_empty_histories_fall_back_to_po
 def test_only_the_newest_max_len_known_items_are_read(trained):
     run_dir, _ = trained
     recent = [f"item-{i}" for i in range(10, 18)]  # max_len = 8
-    a = serve(run_dir, history=tf.constant([["item-1", "item-2", "item-3"] + recent]))
-    b = serve(run_dir, history=tf.constant([["item-30", "item-31", "item-32"] + recent]))
+    older = (["item-1", "item-2", "item-3"], ["item-30", "item-31", "item-32"])
+    candidates = tf.constant([[f"item-{i}" for i in range(1, 41)]])
+    a, b = (serve(run_dir, "score_candidates", history=tf.constant([items + recent]), candidates=candidates) for items in older)
     np.testing.assert_array_equal(a["scores"], b["scores"])
-    assert not a["kept"][0, :3].any() and a["keep_probability"][0, :3].tolist() == [0.0, 0.0, 0.0]
-    assert (a["keep_probability"][0, 3:] > 0).all()
+    served = serve(run_dir, history=tf.constant([older[0] + recent]))
+    assert not served["kept"][0, :3].any() and served["keep_probability"][0, :3].tolist() == [0.0, 0.0, 0.0]
+    assert (served["keep_probability"][0, 3:] > 0).all()
+
+
+def test_items_older_than_the_window_are_excluded_too(trained):
+    run_dir, data = trained
+    recent = [f"item-{i}" for i in range(10, 18)]  # max_len = 8
+    best = [raw.decode() for raw in serve(run_dir, history=tf.constant([recent]))["item_ids"][0, :2]]
+    out = serve(run_dir, history=tf.constant([best + recent]))  # the same window, with its top two read before it
+    assert not set(best) & {raw.decode() for raw in out["item_ids"][0]}
+    model = load_best_model(run_dir, data, inference_mode="deterministic")
+    assert [raw.decode() for raw in out["item_ids"][0]] == python_top_k(model, data, [best + recent], k=10)[0][0]
 
 
 def test_recommend_k_and_candidate_scores_agree_with_the_default_signature(trained):

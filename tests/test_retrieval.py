@@ -75,3 +75,34 @@ def test_large_catalogues_get_the_shortlist():
     assert isinstance(retrieval.brute_force_layer(retrieval.SHORTLIST_MIN_ITEMS, 10), ShortlistBruteForce)
     small = retrieval.brute_force_layer(retrieval.SHORTLIST_MIN_ITEMS - 1, 10)
     assert type(small) is tfrs.layers.factorized_top_k.BruteForce
+
+
+@pytest.mark.parametrize("layer_class", [tfrs.layers.factorized_top_k.BruteForce, ShortlistBruteForce])
+def test_top_k_excluding_a_history_of_any_width_matches_numpy(layer_class):
+    candidates = random_candidates(seed=11)
+    layer = indexed(layer_class(k=10), candidates)
+    rng = np.random.default_rng(11)
+    queries = rng.standard_normal((3, WIDTH)).astype(np.float32)
+    # Wider than k, with repeats and 0 (padding, not an identifier), as a history's item ids are.
+    exclusions = rng.integers(0, 40, (3, 150)).astype(np.int32)
+    exclusions[:, :5] = np.argsort(-(queries @ candidates.T), axis=1)[:, :5] + 1  # the best five must go
+
+    @tf.function(input_signature=[tf.TensorSpec([None, WIDTH]), tf.TensorSpec([None, None], tf.int32)])
+    def served(query, excluded):  # exclusion width unknown when traced, as in the export
+        return retrieval.top_k_excluding(layer, NUM_ITEMS, query, excluded, tf.constant(10))
+
+    scores, items = served(queries, exclusions)
+    expected = queries @ candidates.T
+    for row in range(3):
+        expected[row, exclusions[row][exclusions[row] > 0] - 1] = -np.inf
+    top = np.argsort(-expected, axis=1, kind="stable")[:, :10]
+    np.testing.assert_array_equal(items.numpy(), top + 1)
+    np.testing.assert_allclose(scores.numpy(), np.take_along_axis(expected, top, axis=1), rtol=1e-5, atol=1e-6)
+
+
+def test_top_k_excluding_puts_the_allowed_candidates_first_when_too_few_are_left():
+    # Scores 6, 5, 4, 3, 0, 0 for ids 1..6; ids 1-3 excluded leaves three for k = 4.
+    candidates = np.eye(6, 4, dtype=np.float32) * np.arange(6, 0, -1, dtype=np.float32)[:, np.newaxis]
+    layer = indexed(tfrs.layers.factorized_top_k.BruteForce(k=4), candidates)
+    _, items = retrieval.top_k_excluding(layer, 6, tf.ones([1, 4]), tf.constant([[1, 2, 3]]), tf.constant(4))
+    assert items.numpy().tolist() == [[4, 5, 6, 1]]
