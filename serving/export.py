@@ -214,19 +214,35 @@ def export_model(
     return target
 
 
+def served_model_names(export_base: pathlib.Path) -> list[str]:
+    """The folders of ``export_base`` holding at least one integer version with a SavedModel."""
+    return sorted(
+        folder.name for folder in export_base.iterdir()
+        if folder.is_dir() and any(version.name.isdigit() and (version / "saved_model.pb").is_file() for version in folder.iterdir())
+    )
+
+
 def write_server_configs(export_base: pathlib.Path, model_name: str) -> None:
-    """``models.config`` (model name -> its folder) and ``batching.config`` for ``tensorflow_model_server``."""
-    base_path = (export_base / model_name).resolve()
-    atomic_write_text(export_base / MODELS_CONFIG, (
-        "model_config_list {\n"
+    """``models.config`` (every model exported under ``export_base``) and ``batching.config`` for ``tensorflow_model_server``.
+
+    Each model keeps its newest protocol.VERSIONS_SERVED versions loaded, as the local server does.
+    """
+    names = sorted(set(served_model_names(export_base)) | {model_name})
+    entries = "".join(
         "  config {\n"
-        f'    name: "{model_name}"\n'
-        f'    base_path: "{base_path}"\n'
+        f'    name: "{name}"\n'
+        f'    base_path: "{(export_base / name).resolve()}"\n'
         '    model_platform: "tensorflow"\n'
+        f"    model_version_policy {{ latest {{ num_versions: {protocol.VERSIONS_SERVED} }} }}\n"
         "  }\n"
-        "}\n"
-    ))
+        for name in names
+    )
+    atomic_write_text(export_base / MODELS_CONFIG, f"model_config_list {{\n{entries}}}\n")
     atomic_write_text(export_base / BATCHING_CONFIG, (
+        "# TF Serving batches every signature of a model along dimension 0 of every input, so with\n"
+        "# --enable_batching: requests of one batch must send histories of the same width (pad every\n"
+        "# history to one width, e.g. the model's max_len; TF Serving's own padding would repeat a\n"
+        "# real item id), and recommend_k, whose k is a scalar, cannot be called.\n"
         "max_batch_size { value: 32 }\n"
         "batch_timeout_micros { value: 2000 }\n"
         "max_enqueued_batches { value: 100 }\n"

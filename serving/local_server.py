@@ -57,7 +57,6 @@ log = logging.getLogger(__name__)
 SAVED_MODEL_FILE = "saved_model.pb"
 SERVE_TAG = "serve"
 SIGNATURE_DEF_FIELD = "signature_def"
-VERSIONS_KEPT = 2
 DEFAULT_MAX_BATCH = 256
 DEFAULT_POLL_SECONDS = 2.0
 GRPC_THREADS = 16
@@ -151,7 +150,7 @@ class VersionStore:
                 model = self._load(on_disk[-1])
                 if model is not None:
                     kept[model.version] = model
-            self._swap({version: kept[version] for version in sorted(kept)[-VERSIONS_KEPT:]})
+            self._swap({version: kept[version] for version in sorted(kept)[-protocol.VERSIONS_SERVED:]})
 
     def _load(self, version: int) -> Optional[ModelVersion]:
         """The version loaded, or None (logged, and not tried again) if it cannot be."""

@@ -29,6 +29,10 @@ CANDIDATES = "candidates"
 
 PADDING = ""
 
+# Versions of a model a server keeps serving: the newest and the one it replaced, so requests
+# naming the previous version keep working through a rollout (local server and models.config).
+VERSIONS_SERVED = 2
+
 # The dtypes the signatures exchange, written to and read from TensorProtos directly: the
 # general tf.make_tensor_proto / tf.make_ndarray cost 25-40 us a tensor, a visible share of
 # a millisecond-scale request with six outputs. Anything else takes the general path.

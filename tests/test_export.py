@@ -8,6 +8,8 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
+from google.protobuf import text_format
+from tensorflow_serving.config import model_server_config_pb2
 
 from input_pipeline import pipeline
 from input_pipeline.datasets import load_dataset
@@ -72,7 +74,24 @@ def test_the_main_job_exports_version_1_with_server_configs(trained):
     assert sorted(path.name for path in base.iterdir()) == ["autosam", "batching.config", "models.config"]
     assert (base / "autosam" / "1" / "saved_model.pb").exists()
     assert (base / "autosam" / "1" / "assets" / "items.vocab").exists()
-    assert f'base_path: "{(base / "autosam").resolve()}"' in (base / "models.config").read_text()
+    [entry] = models_config(base).model_config_list.config
+    assert (entry.name, entry.base_path, entry.model_platform) == ("autosam", str((base / "autosam").resolve()), "tensorflow")
+    assert entry.model_version_policy.latest.num_versions == 2  # the previous version stays servable, as locally
+
+
+def models_config(base: pathlib.Path) -> model_server_config_pb2.ModelServerConfig:
+    """models.config parsed as tensorflow_model_server parses it."""
+    return text_format.Parse((base / "models.config").read_text(), model_server_config_pb2.ModelServerConfig())
+
+
+def test_every_model_exported_into_one_base_stays_in_models_config(trained, tmp_path):
+    run_dir, data = trained
+    for name in ("autosam", "second", "autosam"):
+        export.export_run(run_dir, tmp_path, name, data=data, log=lambda _: None)
+    entries = models_config(tmp_path).model_config_list.config
+    assert [(entry.name, entry.base_path) for entry in entries] == [
+        ("autosam", str((tmp_path / "autosam").resolve())), ("second", str((tmp_path / "second").resolve()))]
+    assert sorted(path.name for path in (tmp_path / "autosam").iterdir()) == ["1", "2"]
 
 
 def test_top_k_matches_the_python_model_with_history_excluded(trained):
