@@ -12,7 +12,9 @@ Versions: ``<model_base_path>/<integer>/`` SavedModels. The newest is loaded
 at start (none yet: requests get UNAVAILABLE until one appears); a poller
 loads a newer one fully, then swaps it in, keeping the version it replaces
 loaded too (at most the newest 2), so requests naming either keep working.
-Folders with other names (an exporter's temporary folders) are ignored.
+Folders with other names (an exporter's temporary folders) are ignored. A
+version that fails to load is logged and skipped until its folder changes
+(replaced, or a copy still in progress completed), then tried again.
 
 Any SavedModel with signatures works: inputs are checked against a
 signature's input specs (names, dtype, rank, shape, batch size, UTF-8 text)
@@ -96,20 +98,26 @@ class ModelVersion:
     restored: Any  # the loaded object; holding it keeps the signatures' variables alive
 
 
-def version_folders(base_path: pathlib.Path) -> list[int]:
-    """Integer-named folders holding a SavedModel, ascending; anything else (temporary folders) is skipped."""
+def version_folders(base_path: pathlib.Path) -> dict[int, pathlib.Path]:
+    """Integer-named folders holding a SavedModel by version, ascending ("0012" is version 12, as TF Serving
+    reads it); anything else (temporary folders) is skipped."""
     if not base_path.is_dir():
-        return []
-    return sorted(
-        int(path.name)
-        for path in base_path.iterdir()
+        return {}
+    folders = {
+        int(path.name): path for path in sorted(base_path.iterdir())
         if path.name.isascii() and path.name.isdigit() and (path / SAVED_MODEL_FILE).is_file()
-    )
+    }
+    return dict(sorted(folders.items()))
 
 
-def load_version(base_path: pathlib.Path, version: int) -> ModelVersion:
+def folder_state(path: pathlib.Path) -> tuple[tuple[str, int, int], ...]:
+    """Every file below ``path`` with its size and modification time: changes when the folder is replaced or completed."""
+    stats = ((file.relative_to(path), file.stat()) for file in sorted(path.rglob("*")) if file.is_file())
+    return tuple((str(name), stat.st_size, stat.st_mtime_ns) for name, stat in stats)
+
+
+def load_version(path: pathlib.Path, version: int) -> ModelVersion:
     """A version fully loaded, ready to swap in: nothing is served from it before this returns."""
-    path = base_path / str(version)
     restored = tf.saved_model.load(str(path))
     return ModelVersion(version, dict(restored.signatures), read_signature_defs(path), restored)
 
@@ -138,29 +146,37 @@ class VersionStore:
         self.model_name = model_name
         self.base_path = base_path
         self._loaded: Mapping[int, ModelVersion] = {}
-        self._failed: set[int] = set()
+        self._failed: dict[int, tuple] = {}  # version -> its folder_state when loading it failed
         self._refreshing = threading.Lock()
 
     def refresh(self) -> None:
         """Loads the newest version on disk if it is new, then keeps it and the previous newest."""
         with self._refreshing:
-            on_disk = [version for version in version_folders(self.base_path) if version not in self._failed]
+            folders = version_folders(self.base_path)
+            on_disk = [version for version, path in folders.items() if not self._failed_as_it_is(version, path)]
             kept = {version: model for version, model in self._loaded.items() if version in on_disk}
             if on_disk and on_disk[-1] not in kept:
-                model = self._load(on_disk[-1])
+                model = self._load(on_disk[-1], folders[on_disk[-1]])
                 if model is not None:
                     kept[model.version] = model
             self._swap({version: kept[version] for version in sorted(kept)[-protocol.VERSIONS_SERVED:]})
 
-    def _load(self, version: int) -> Optional[ModelVersion]:
-        """The version loaded, or None (logged, and not tried again) if it cannot be."""
-        log.info("loading %s version %d from %s", self.model_name, version, self.base_path / str(version))
+    def _failed_as_it_is(self, version: int, path: pathlib.Path) -> bool:
+        """Whether this version failed to load and its folder has not changed since (a replaced or completed copy is tried again)."""
+        return version in self._failed and self._failed[version] == folder_state(path)
+
+    def _load(self, version: int, path: pathlib.Path) -> Optional[ModelVersion]:
+        """The version loaded, or None (logged, and not tried again until its folder changes) if it cannot be."""
+        log.info("loading %s version %d from %s", self.model_name, version, path)
+        state = folder_state(path)
         try:
-            return load_version(self.base_path, version)
+            model = load_version(path, version)
         except Exception:  # a broken export must not stop the server: it keeps serving what it has
-            log.exception("cannot load %s version %d; it is skipped", self.model_name, version)
-            self._failed.add(version)
+            log.exception("cannot load %s version %d; it is skipped until %s changes", self.model_name, version, path)
+            self._failed[version] = state
             return None
+        self._failed.pop(version, None)
+        return model
 
     def _swap(self, loaded: Mapping[int, ModelVersion]) -> None:
         if list(loaded) != list(self._loaded):

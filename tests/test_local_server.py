@@ -6,6 +6,7 @@ import json
 import os
 import pathlib
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -98,8 +99,9 @@ class ToyRecommender(tf.Module):
         return tf.sin(user * 0.01 + self._hash(items) * self.salt)
 
 
-def write_toy_model(base: pathlib.Path, version: int, salt: float = 1.0) -> pathlib.Path:
-    """Version ``version`` of the toy model, saved in a hidden sibling folder and renamed in (as exports do)."""
+def write_toy_model(base: pathlib.Path, version: int, salt: float = 1.0, folder: Optional[str] = None) -> pathlib.Path:
+    """Version ``version`` of the toy model (in ``folder``, default the version number), saved in a hidden
+    sibling folder and renamed in (as exports do)."""
     module = ToyRecommender(salt)
     signatures = {
         "serving_default": module.recommend.get_concrete_function(),
@@ -107,7 +109,7 @@ def write_toy_model(base: pathlib.Path, version: int, salt: float = 1.0) -> path
         "score_candidates": module.score_candidates.get_concrete_function(),
     }
     base.mkdir(parents=True, exist_ok=True)
-    scratch, target = base / f".tmp-{version}", base / str(version)
+    scratch, target = base / f".tmp-{version}", base / (folder or str(version))
     tf.saved_model.save(module, str(scratch), signatures=signatures)
     os.rename(scratch, target)
     return target
@@ -367,6 +369,12 @@ def test_versions_appear_without_restart_and_the_previous_one_stays_requestable(
             wait_for(lambda: "cannot load toy version 8" in caplog.text, "the failed load of version 8")
             assert served_version(stub) == 3
             assert stub.Predict(predict_request(version=2, history=GOOD), timeout=10).model_spec.version.value == 2
+
+            shutil.rmtree(base / "8")  # the broken export replaced by a good one under the same number
+            write_toy_model(base, 8, salt=8.0)
+            wait_for(lambda: served_version(stub) == 8, "version 8, exported again")
+            write_toy_model(base, 11, salt=11.0, folder="0011")  # zero-padded, as TF Serving accepts
+            wait_for(lambda: served_version(stub) == 11, "version 11 from folder 0011")
 
 
 def test_version_one_is_served_before_version_two_appears(tmp_path):
