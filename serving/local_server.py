@@ -64,8 +64,16 @@ DEFAULT_POLL_SECONDS = 2.0
 GRPC_THREADS = 16
 UNLIMITED_MESSAGES = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
 
-# TF Serving's HTTP status for the codes this server refuses with, other than 400 (the rest).
-HTTP_STATUS = {grpc.StatusCode.NOT_FOUND: 404, grpc.StatusCode.UNAVAILABLE: 503}
+# TF Serving's HTTP status for each gRPC status code (its http_server.cc); codes not listed: 500.
+HTTP_STATUS = {
+    grpc.StatusCode.CANCELLED: 499, grpc.StatusCode.INVALID_ARGUMENT: 400, grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+    grpc.StatusCode.NOT_FOUND: 404, grpc.StatusCode.ALREADY_EXISTS: 409, grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429, grpc.StatusCode.FAILED_PRECONDITION: 400, grpc.StatusCode.ABORTED: 409,
+    grpc.StatusCode.OUT_OF_RANGE: 400, grpc.StatusCode.UNIMPLEMENTED: 501, grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+}
+# TensorFlow's error codes are gRPC's, number for number.
+GRPC_STATUS_OF_TF_CODE = {code.value[0]: code for code in grpc.StatusCode}
 
 Answer = TypeVar("Answer")
 Decoder = Callable[[tf.TensorSpec, Any], np.ndarray]
@@ -319,12 +327,13 @@ def check_utf8(name: str, array: np.ndarray) -> None:
 
 
 def call(signature: Signature, arrays: Mapping[str, np.ndarray]) -> Mapping[str, tf.Tensor]:
-    """Runs the signature; what the model raises is the request's fault (INVALID_ARGUMENT), as in TF Serving."""
+    """Runs the signature; an error the model raises keeps its own status code (a failed check in the
+    graph is INVALID_ARGUMENT, running out of memory RESOURCE_EXHAUSTED), as TF Serving passes it on."""
     tensors = {name: tf.constant(array, dtype=signature.inputs[name].dtype) for name, array in arrays.items()}
     try:
         return signature.function(**tensors)
     except tf.errors.OpError as error:
-        raise invalid(error.message) from None
+        raise ServingFailure(GRPC_STATUS_OF_TF_CODE.get(error.error_code, grpc.StatusCode.UNKNOWN), error.message) from None
     except (TypeError, ValueError) as error:
         raise invalid(str(error)) from None
 
@@ -536,11 +545,11 @@ class RestHandler(http_server.BaseHTTPRequestHandler):
         match = path.fullmatch(self.path)
         try:
             if match is None:
-                raise ServingFailure(grpc.StatusCode.NOT_FOUND, f"Malformed request: {self.command} {self.path}")
+                raise invalid(f"Malformed request: {self.command} {self.path}")
             version = match["version"]
             status, body = 200, compute(match["name"], None if version is None else int(version))
         except ServingFailure as failure:
-            status, body = HTTP_STATUS.get(failure.code, 400), {"error": failure.message}
+            status, body = HTTP_STATUS.get(failure.code, 500), {"error": failure.message}
         except Exception as error:  # a server fault: answered (500) and logged, the server goes on
             log.exception("REST %s %s failed", self.command, self.path)
             status, body = 500, {"error": f"internal error: {error}"}

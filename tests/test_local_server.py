@@ -431,7 +431,7 @@ def test_rest_row_format(server, version_one, instances):
     ("/v1/models/toy:predict", {"signature_name": "nope", "inputs": {"history": HISTORIES}}, 400, 'signature key "nope" not found'),
     ("/v1/models/toy:predict", {"history": HISTORIES}, 400, 'exactly one of "instances"'),
     ("/v1/models/toy:predict", None, 400, "JSON Parse error"),
-    ("/v1/models/toy:explain", {"inputs": {"history": HISTORIES}}, 404, "Malformed request: POST /v1/models/toy:explain"),
+    ("/v1/models/toy:explain", {"inputs": {"history": HISTORIES}}, 400, "Malformed request: POST /v1/models/toy:explain"),
 ])
 def test_rest_errors(server, path, body, status, fragment):
     data = b"{not json" if body is None else json.dumps(body).encode()
@@ -477,3 +477,18 @@ def test_command_line_rejects_bad_flags(tmp_path, flags):
     with pytest.raises(SystemExit) as exited:
         local_server.parse_args(base + flags)
     assert exited.value.code == 2
+
+
+def test_an_error_the_model_raises_keeps_its_status_code():
+    class OutOfMemory:
+        """A signature that runs out of memory, as a huge k x batch can."""
+
+        structured_input_signature = ((), {"history": HISTORY_SPEC})
+
+        def __call__(self, **_):
+            raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor")
+
+    with pytest.raises(local_server.ServingFailure) as failure:
+        local_server.call(local_server.Signature(1, "serving_default", OutOfMemory()), {"history": GOOD})
+    assert failure.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED and "OOM" in failure.value.message
+    assert local_server.HTTP_STATUS[failure.value.code] == 429  # retryable, not the caller's fault (400)
