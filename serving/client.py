@@ -149,7 +149,16 @@ class RecommendationClient(Client):
         self.timeout_s = timeout_s
         self.retries = retries
         self.backoff_s = backoff_s
-        self._channel = grpc.insecure_channel(target)
+        # gRPC waits 1 s (growing by 1.6x) before reconnecting to a refused address and meanwhile fails
+        # calls at once, so retries against a server still starting would never reach it: the channel
+        # reconnects at the retries' own pace instead.
+        reconnect_ms = max(1, round(1000 * backoff_s))
+        self._channel = grpc.insecure_channel(target, options=[
+            ("grpc.initial_reconnect_backoff_ms", reconnect_ms),
+            ("grpc.min_reconnect_backoff_ms", reconnect_ms),
+            ("grpc.max_reconnect_backoff_ms", reconnect_ms),
+            ("grpc.max_receive_message_length", -1),  # a large batch x k answer exceeds gRPC's default 4 MB
+        ])
         self._predictions = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
         self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from concurrent import futures
 from typing import Iterator
@@ -199,6 +200,20 @@ def test_an_absent_server_is_unavailable_after_the_retries():
     with RecommendationClient(target, MODEL, retries=1, backoff_s=0.01) as absent, pytest.raises(ServingError) as raised:
         absent.recommend(HISTORIES)
     assert raised.value.code == "UNAVAILABLE" and "(after 2 attempts)" in str(raised.value)
+
+
+def test_retries_reach_a_server_that_opens_its_port_after_the_first_attempt(version_one, grpc_client):
+    port = closed_port()
+    late = LocalServer(version_one.parent, MODEL, port=port, host="127.0.0.1")
+    late.endpoint.store.refresh()  # the model loaded beforehand: start() then only opens the port
+    opening = threading.Timer(0.3, late.start)
+    with RecommendationClient(f"127.0.0.1:{port}", MODEL) as patient:  # default retries: 0.1 + 0.2 + 0.4 s
+        opening.start()
+        try:
+            assert patient.recommend(HISTORIES) == grpc_client.recommend(HISTORIES)
+        finally:
+            opening.join()
+            late.stop()
 
 
 def test_rest_client_answers_as_the_grpc_client(rest_client, grpc_client):
