@@ -111,3 +111,20 @@ def test_paired_permutation_test_matches_exact_enumeration_on_a_small_case():
 
 def test_per_user_ndcg_hand_values():
     np.testing.assert_allclose(metrics.per_user_ndcg(np.array([0, 1, 9, 10]), 10), [1.0, 1 / np.log2(3), 1 / np.log2(11), 0.0])
+
+
+def test_nan_scores_count_against_the_target():
+    # Items 1..4, nothing masked. A NaN target ranks last; a NaN competitor counts as beating it.
+    excluded = metrics.excluded_items(tf.constant([[0], [0]]), tf.constant([2, 2]), 5)
+    scores = tf.constant([[0.0, 0.1, np.nan, 0.3, 0.2], [0.0, np.nan, 0.9, 0.3, 0.2]])
+    assert metrics.pessimistic_ranks(scores, tf.constant([2, 2]), excluded).numpy().tolist() == [3, 1]
+
+
+def test_paired_permutation_test_in_chunks_matches_one_pass_with_many_users():
+    rng = np.random.default_rng(5)
+    first, second = rng.random(300_000), rng.random(300_000) - 0.002  # 2**22 // 300k = 13 rounds a chunk
+    p_value = metrics.paired_permutation_test(first, second, rounds=40, seed=3)
+    differences = first - second
+    signs = np.random.default_rng(3).choice([-1.0, 1.0], size=(40, len(differences)))
+    expected = (1 + np.count_nonzero(np.abs(signs @ differences) / len(differences) >= abs(differences.mean()) - 1e-12)) / 41
+    assert p_value == pytest.approx(expected)

@@ -1,7 +1,9 @@
 """Runs a model's scores through the exact full-ranking metrics, one batch at a time.
 
 Only [batch, N + 1] scores exist at once; per-user ranks are gathered and
-averaged at the end, so the result does not depend on the batch size.
+averaged at the end, so the full-ranking result does not depend on the batch
+size. The opt-in sampled metrics draw each batch's negatives from (seed, batch
+index): they are reproducible for one ``eval_batch_size``, and change with it.
 """
 
 from __future__ import annotations

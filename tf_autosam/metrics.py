@@ -4,7 +4,8 @@ Shapes: ``scores`` [batch, N + 1] (column 0 = padding id, never ranked);
 ``targets`` [batch] item ids; ``history`` [batch, H] the user's whole input
 history, 0-padded. Every history item is excluded from the ranking except the
 target itself (a repeated item stays rankable). Ties count against the target:
-its rank is the number of other candidates scoring at least as high (0 = top).
+its rank is the number of other candidates scoring at least as high (0 = top);
+a NaN score, the target's or a competitor's, counts against the target.
 """
 
 from __future__ import annotations
@@ -36,7 +37,10 @@ def pessimistic_ranks(scores: tf.Tensor, targets: tf.Tensor, excluded: tf.Tensor
     target_scores = tf.gather(scores, targets, batch_dims=1)[:, tf.newaxis]
     is_target = tf.one_hot(targets, tf.shape(scores)[1], on_value=True, off_value=False)
     competitors = tf.logical_not(tf.logical_or(excluded, is_target))
-    at_least_as_high = tf.logical_and(competitors, scores >= target_scores)
+    # NaN compares false with everything: count it against the target too (a NaN target ranks last),
+    # or a model that outputs NaN would score perfectly.
+    unordered = tf.logical_or(tf.math.is_nan(scores), tf.math.is_nan(target_scores))
+    at_least_as_high = tf.logical_and(competitors, tf.logical_or(scores >= target_scores, unordered))
     return tf.reduce_sum(tf.cast(at_least_as_high, tf.int32), axis=1)
 
 
@@ -67,9 +71,14 @@ def paired_permutation_test(first: np.ndarray, second: np.ndarray, rounds: int =
     """
     differences = np.asarray(first, np.float64) - np.asarray(second, np.float64)
     observed = abs(differences.mean())
-    signs = np.random.default_rng(seed).choice([-1.0, 1.0], size=(rounds, len(differences)))
-    flipped = np.abs((signs * differences).mean(axis=1))
-    return float((1 + np.count_nonzero(flipped >= observed - 1e-12)) / (rounds + 1))
+    rng = np.random.default_rng(seed)
+    # Rounds in chunks of about 2**22 signs: a [rounds, users] array at once is gigabytes for 20k+ users.
+    chunk = max(1, 2**22 // max(1, len(differences)))
+    at_least_as_extreme = 0
+    for start in range(0, rounds, chunk):
+        signs = rng.choice([-1.0, 1.0], size=(min(chunk, rounds - start), len(differences)))
+        at_least_as_extreme += np.count_nonzero(np.abs(signs @ differences) / len(differences) >= observed - 1e-12)
+    return float((1 + at_least_as_extreme) / (rounds + 1))
 
 
 def sampled_negative_mask(excluded: tf.Tensor, targets: tf.Tensor, num_negatives: int, seed: tf.Tensor) -> tf.Tensor:
