@@ -119,8 +119,8 @@ class ServingModule(tf.Module):
         return tf.cast(self.item_of_raw.lookup(raw) + 1, tf.int32)
 
     def _read_history(self, history: tf.Tensor):
-        """(window [batch, max_len], window slot of each input position (-1: not read), known mask,
-        unknown count, fallback): the newest ``max_len`` known items, right-aligned."""
+        """(window [batch, max_len], window slot of each input position (-1: not read), the history's
+        item ids (0: padding or unknown), unknown count, fallback): the newest ``max_len`` known items, right-aligned."""
         items = self._item_ids(history)
         known = tf.not_equal(items, PADDING_ID)
         unknown = tf.reduce_sum(tf.cast(tf.logical_and(tf.logical_not(known), tf.not_equal(history, "")), tf.int32), 1)
@@ -135,15 +135,15 @@ class ServingModule(tf.Module):
             tf.stack([tf.shape(items)[0], self.max_len]),
         )
         fallback = tf.logical_not(tf.reduce_any(known, axis=1))
-        return window, slot, known, unknown, fallback
+        return window, slot, items, unknown, fallback
 
     def _recommend(self, history: tf.Tensor, k: tf.Tensor) -> dict[str, tf.Tensor]:
         tf.debugging.assert_positive(k, message="k must be at least 1")
         k = tf.minimum(k, self.num_items - self.max_len)
-        window, slot, _, unknown, fallback = self._read_history(history)
+        window, slot, history_items, unknown, fallback = self._read_history(history)
         probability, kept, vector = self._inference(window)
         # The whole history is excluded, not only the window the model reads: as in evaluation.
-        scores, items = top_k_excluding(self.retrieval, self.num_items, vector, self._item_ids(history), k)
+        scores, items = top_k_excluding(self.retrieval, self.num_items, vector, history_items, k)
         popular = tf.broadcast_to(self.popular_items[:k][tf.newaxis], tf.shape(items))
         items = tf.where(fallback[:, tf.newaxis], popular, items)
         scores = tf.where(fallback[:, tf.newaxis], tf.gather(self.item_counts, popular), scores)
@@ -216,10 +216,7 @@ def export_model(
 
 def served_model_names(export_base: pathlib.Path) -> list[str]:
     """The folders of ``export_base`` holding at least one integer version with a SavedModel."""
-    return sorted(
-        folder.name for folder in export_base.iterdir()
-        if folder.is_dir() and any(version.name.isdigit() and (version / "saved_model.pb").is_file() for version in folder.iterdir())
-    )
+    return sorted(folder.name for folder in export_base.iterdir() if protocol.version_folders(folder))
 
 
 def write_server_configs(export_base: pathlib.Path, model_name: str) -> None:

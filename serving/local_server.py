@@ -56,7 +56,6 @@ from serving import protocol
 
 log = logging.getLogger(__name__)
 
-SAVED_MODEL_FILE = "saved_model.pb"
 SERVE_TAG = "serve"
 SIGNATURE_DEF_FIELD = "signature_def"
 DEFAULT_MAX_BATCH = 256
@@ -106,18 +105,6 @@ class ModelVersion:
     restored: Any  # the loaded object; holding it keeps the signatures' variables alive
 
 
-def version_folders(base_path: pathlib.Path) -> dict[int, pathlib.Path]:
-    """Integer-named folders holding a SavedModel by version, ascending ("0012" is version 12, as TF Serving
-    reads it); anything else (temporary folders) is skipped."""
-    if not base_path.is_dir():
-        return {}
-    folders = {
-        int(path.name): path for path in sorted(base_path.iterdir())
-        if path.name.isascii() and path.name.isdigit() and (path / SAVED_MODEL_FILE).is_file()
-    }
-    return dict(sorted(folders.items()))
-
-
 def folder_state(path: pathlib.Path) -> tuple[tuple[str, int, int], ...]:
     """Every file below ``path`` with its size and modification time: changes when the folder is replaced or completed."""
     stats = ((file.relative_to(path), file.stat()) for file in sorted(path.rglob("*")) if file.is_file())
@@ -132,7 +119,7 @@ def load_version(path: pathlib.Path, version: int) -> ModelVersion:
 
 def read_signature_defs(path: pathlib.Path) -> get_model_metadata_pb2.SignatureDefMap:
     """The serving meta graph's SignatureDefs as stored: what TF Serving's metadata returns, tensor names included."""
-    saved = saved_model_pb2.SavedModel.FromString((path / SAVED_MODEL_FILE).read_bytes())
+    saved = saved_model_pb2.SavedModel.FromString((path / protocol.SAVED_MODEL_FILE).read_bytes())
     graph = next(graph for graph in saved.meta_graphs if SERVE_TAG in graph.meta_info_def.tags)
     return get_model_metadata_pb2.SignatureDefMap(signature_def=graph.signature_def)
 
@@ -160,7 +147,7 @@ class VersionStore:
     def refresh(self) -> None:
         """Loads the newest version on disk if it is new, then keeps it and the previous newest."""
         with self._refreshing:
-            folders = version_folders(self.base_path)
+            folders = protocol.version_folders(self.base_path)
             on_disk = [version for version, path in folders.items() if not self._failed_as_it_is(version, path)]
             kept = {version: model for version, model in self._loaded.items() if version in on_disk}
             if on_disk and on_disk[-1] not in kept:

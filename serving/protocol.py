@@ -10,6 +10,7 @@ as UTF-8 text in JSON.
 from __future__ import annotations
 
 import base64
+import pathlib
 from typing import Any, Callable, Mapping, Sequence
 
 import tf_autosam  # noqa: F401  (selects tf-keras before TensorFlow loads)
@@ -28,6 +29,18 @@ K = "k"
 CANDIDATES = "candidates"
 
 PADDING = ""
+
+SAVED_MODEL_FILE = "saved_model.pb"
+
+
+def version_folders(model_path: pathlib.Path) -> dict[int, pathlib.Path]:
+    """A model folder's versions, ascending: integer-named folders holding a SavedModel ("0012" is version 12,
+    as TF Serving reads it); anything else (an exporter's temporary folders) is skipped."""
+    if not model_path.is_dir():
+        return {}
+    folders = (path for path in model_path.iterdir() if path.name.isascii() and path.name.isdigit() and (path / SAVED_MODEL_FILE).is_file())
+    return {int(path.name): path for path in sorted(folders, key=lambda path: (int(path.name), path.name))}
+
 
 # Versions of a model a server keeps serving: the newest and the one it replaced, so requests
 # naming the previous version keep working through a rollout (local server and models.config).
