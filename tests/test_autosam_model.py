@@ -133,3 +133,17 @@ def test_new_targets_only_trains_the_new_slots_while_rewards_score_every_next_it
     np.testing.assert_allclose(full_logp.numpy(), model.full_window_pass(inputs, targets)[1].numpy(), atol=1e-6)
     loss = float(model.step_losses(inputs, tf.constant(new_only), full_hidden, full_logp)["recommendation_loss"])
     assert loss == pytest.approx(-full_logp.numpy()[new_only != 0].mean(), rel=1e-5)
+
+
+def test_full_input_trains_the_recommender_as_the_plain_backbone_while_the_sampler_learns():
+    """The recommendation loss is the plain full-window loss; the policy gradient still reaches the sampler."""
+    model = build(recommender_input="full", dropout=0.0)
+    inputs, targets = batch()
+    full_hidden, full_logp = model.full_window_pass(inputs, targets)
+    with tf.GradientTape() as tape:
+        results = model.step_losses(inputs, targets, full_hidden, full_logp)
+    plain = float(model.next_item_loss(model.backbone(inputs), targets))
+    assert float(results["recommendation_loss"]) == pytest.approx(plain, rel=1e-5)
+    assert float(results["keep_rate"]) < 1.0  # the actions are still drawn: the future reward scores them
+    gradients = tape.gradient(results["policy_loss"], model.sampler.trainable_variables)
+    assert any(g is not None and np.any(tf.convert_to_tensor(g).numpy() != 0) for g in gradients)

@@ -232,7 +232,12 @@ class AutoSAMRecommender(SequentialRecommender):
         draws = tf.random.stateless_uniform(tf.shape(probability), replica_seed(self.step_seed(stream=1)))
         acting = self.sampler_acting()
         keep = tf.logical_and(tf.logical_or(draws < probability, tf.logical_not(acting)), valid)
-        fed = keep if settings.recommender_input == "sampled" else self.decided_keep(inputs, probability >= 0.5)
+        if settings.recommender_input == "sampled":
+            fed = keep
+        elif settings.recommender_input == "decided":
+            fed = self.decided_keep(inputs, probability >= 0.5)
+        else:
+            fed = valid
         hidden, trained_targets, trimmed_logp = self._compacted_pass(inputs, fed, targets, training=True)
         if self.num_negatives == 0:
             # The full-softmax loss is the mean of the log-probabilities the rewards use: no second softmax.
@@ -244,7 +249,7 @@ class AutoSAMRecommender(SequentialRecommender):
         if settings.lambda1 == 0:
             future = tf.zeros_like(actions)
         else:
-            if settings.recommender_input == "decided":
+            if settings.recommender_input != "sampled":
                 # The future reward scores the sampled actions: they need their own (no-gradient) compacted pass.
                 _, _, trimmed_logp = self._compacted_pass(inputs, keep, targets, training=False)
             compacted_logp = _left_pad_to(tf.stop_gradient(trimmed_logp), tf.shape(inputs)[1])
