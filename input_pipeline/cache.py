@@ -9,6 +9,7 @@ Windows). No fsync: this guards against crashed processes, not power loss.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import pathlib
 import secrets
@@ -76,7 +77,13 @@ def atomic_directory(final_path: PathLike) -> Iterator[pathlib.Path]:
         yield temporary
         if target.exists():
             raise FileExistsError(f"{target} already exists")
-        os.rename(temporary, target)
+        try:
+            os.rename(temporary, target)
+        except OSError as error:
+            # POSIX refuses to rename onto a non-empty folder (ENOTEMPTY or EEXIST): another writer finished first.
+            if error.errno in (errno.ENOTEMPTY, errno.EEXIST) and target.exists():
+                raise FileExistsError(f"{target} already exists") from None
+            raise
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise

@@ -304,3 +304,21 @@ def test_atomic_directory_appears_whole_or_not_at_all(tmp_path):
     with pytest.raises(FileExistsError):
         with cache.atomic_directory(tmp_path / "done"):
             pass
+
+
+def test_atomic_directory_reports_a_writer_that_finished_during_the_block(tmp_path, monkeypatch):
+    """The other writer's folder appears between the existence check and the rename: FileExistsError, theirs kept."""
+    target = tmp_path / "prepared"
+    real_rename = cache.os.rename
+
+    def finish_other_writer_first(source, destination):
+        target.mkdir()
+        (target / "theirs.txt").write_text("theirs")
+        real_rename(source, destination)
+
+    monkeypatch.setattr(cache.os, "rename", finish_other_writer_first)
+    with pytest.raises(FileExistsError):
+        with cache.atomic_directory(target) as folder:
+            (folder / "ours.txt").write_text("ours")
+    assert os.listdir(target) == ["theirs.txt"]
+    assert os.listdir(tmp_path) == ["prepared"]
