@@ -103,6 +103,15 @@ def test_bad_flags_exit_with_code_2(args, tmp_path):
     assert "error" in process.stderr.lower()
 
 
+def test_more_sampled_negatives_than_items_exits_with_code_2_before_training(tmp_path, tiny_csv, capsys):
+    run_dir = tmp_path / "too_many"
+    args = ["--dataset=csv", f"--data_path={tiny_csv}", f"--data_dir={tmp_path / 'cache'}", f"--run_dir={run_dir}",
+            *TINY_FLAGS, "--sampled_eval_negatives=40"]
+    assert cli.main(args) == 2
+    assert "--sampled_eval_negatives=40" in capsys.readouterr().err
+    assert not (run_dir / "config.json").exists()
+
+
 def test_help_documents_every_flag():
     text = cli.build_parser().format_help()
     for flag in ("--dataset", "--data_path", "--data_dir", "--model", "--preset", "--epochs", "--max_len",

@@ -121,7 +121,15 @@ class TrainerConfig:
             raise ValueError(f"target_keep_rate must be in (0, 1], got {self.target_keep_rate}")
 
     def for_catalogue(self, num_items: int) -> "TrainerConfig":
-        """This config, with sampled softmax where a full one over ``num_items`` would not fit."""
+        """This config, with sampled softmax where a full one over ``num_items`` would not fit.
+
+        Raises ValueError for a setting this catalogue cannot satisfy.
+        """
+        if self.sampled_eval_negatives >= num_items:
+            raise ValueError(
+                f"--sampled_eval_negatives={self.sampled_eval_negatives} needs more items than the catalogue's "
+                f"{num_items:,} (the target is one of them); use fewer negatives or 0 for full ranking only"
+            )
         if self.num_negatives == 0 and num_items > self.full_softmax_max_items:
             return self.replace(num_negatives=LARGE_CATALOGUE_NEGATIVES)
         return self

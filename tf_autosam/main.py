@@ -118,6 +118,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (DatasetRequestError, DataError, DataUnavailableError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return USAGE_ERROR
+    try:
+        config.for_catalogue(data.num_items)  # a setting the catalogue cannot satisfy fails before training
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return USAGE_ERROR
     from tf_autosam.metrics import DEFAULT_CUTOFFS, format_table
     from tf_autosam.run_directory import RunDirectory
     from tf_autosam.training import run_training

@@ -85,7 +85,8 @@ def sampled_negative_mask(excluded: tf.Tensor, targets: tf.Tensor, num_negatives
     """Exclusion mask that leaves, per user, only ``num_negatives`` random non-history items and the target.
 
     For the opt-in sampled metrics: negatives are drawn uniformly without
-    replacement among the items that full ranking would rank (Gumbel top-k).
+    replacement among the items that full ranking would rank (Gumbel top-k);
+    a user with fewer such items than ``num_negatives`` is ranked against all of them.
     """
     is_target = tf.one_hot(targets, tf.shape(excluded)[1], on_value=True, off_value=False)
     keys = tf.random.stateless_uniform(tf.shape(excluded), seed)
