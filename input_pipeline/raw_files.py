@@ -42,11 +42,13 @@ def find_raw_file(folder: pathlib.Path, names: Sequence[str]) -> pathlib.Path | 
 
 
 def _member(names: Sequence[str], data_file: str, archive: pathlib.Path) -> str:
-    """The archive member that is ``data_file`` (at any depth)."""
-    matches = [name for name in names if name == data_file or name.endswith("/" + data_file)]
+    """The archive member that is ``data_file`` (at any depth; case-insensitive, as file names are, exact case first)."""
+    wanted = data_file.lower()
+    matches = [name for name in names if name.lower() == wanted or name.lower().endswith("/" + wanted)]
     if not matches:
         raise DataError(archive, None, f"the archive holds no {data_file}")
-    return matches[0]
+    exact = [name for name in matches if name == data_file or name.endswith("/" + data_file)]
+    return (exact or matches)[0]
 
 
 @contextlib.contextmanager

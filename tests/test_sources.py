@@ -5,11 +5,13 @@ import hashlib
 import io
 import pathlib
 import subprocess
+import tarfile
 import zipfile
 
 import numpy as np
 import pytest
 
+from input_pipeline import raw_files
 from input_pipeline.errors import ChecksumMismatchError, DataError, DataUnavailableError
 from input_pipeline.schema import parse_timestamp
 from input_pipeline.sources import movielens
@@ -147,6 +149,27 @@ def zip_bytes(members: dict) -> bytes:
         for name, text in members.items():
             bundle.writestr(name, text)
     return buffer.getvalue()
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar.gz"])
+def test_an_archive_member_is_found_whatever_its_case_exact_case_first(tmp_path, kind):
+    members = {"Data/BOOKS.JSON": b"upper\n", "data/Books.json": b"exact\n", "other.json": b"other\n"}
+    path = tmp_path / f"books.{kind}"
+    if kind == "zip":
+        path.write_bytes(zip_bytes(members))
+    else:
+        with tarfile.open(path, "w:gz") as bundle:
+            for name, data in members.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                bundle.addfile(info, io.BytesIO(data))
+    with raw_files.open_raw(path, "Books.json") as (stream, label):
+        assert stream.read() == b"exact\n" and label.endswith("!data/Books.json")
+    with raw_files.open_raw(path, "books.JSON") as (stream, label):
+        assert stream.read() == b"upper\n"
+    with pytest.raises(DataError, match="holds no Music.json"):
+        with raw_files.open_raw(path, "Music.json"):
+            pass
 
 
 def fake_wheel(body: str = U_DATA) -> bytes:
