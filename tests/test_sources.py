@@ -15,7 +15,11 @@ from input_pipeline import raw_files
 from input_pipeline.errors import ChecksumMismatchError, DataError, DataUnavailableError
 from input_pipeline.schema import parse_timestamp
 from input_pipeline.sources import movielens
-from input_pipeline.sources.csv_log import read_csv_log
+from input_pipeline.schema import Interactions
+from input_pipeline.sources.csv_log import csv_log_layout, read_csv_log
+from input_pipeline.sources import delimited
+from input_pipeline.sources.delimited import read_delimited
+from input_pipeline.sources.rows import RowCollector
 
 
 def write(tmp_path: pathlib.Path, text: str, name: str = "log.csv") -> pathlib.Path:
@@ -131,6 +135,58 @@ def test_non_utf8_file_is_a_data_error(tmp_path):
     path.write_bytes("user_id,item_id,timestamp\nJosé,i1,1\n".encode("latin-1"))
     with pytest.raises(DataError, match="not UTF-8 text"):
         read_csv_log(path)
+
+
+def read_in_blocks(path: pathlib.Path, block_bytes: int, skip_bad_rows: bool = False):
+    collector = RowCollector(path, skip_bad_rows=skip_bad_rows)
+    with open(path, "rb") as stream:
+        chunks = list(read_delimited(stream, str(path), csv_log_layout(), collector, block_bytes=block_bytes))
+    return Interactions.concatenate(chunks), collector.skipped
+
+
+@pytest.mark.parametrize("blank_line", [False, True], ids=["fast path", "careful path"])
+def test_bytes_that_are_not_utf8_in_an_unread_column_are_ignored_on_either_path(tmp_path, blank_line):
+    path = tmp_path / "log.csv"
+    path.write_bytes(b"user_id,item_id,timestamp,note\nu1,i1,1,caf\xe9\n" + (b"\n" if blank_line else b"") + b"u1,i2,2,ok\n")
+    rows, skipped = read_csv_log(path)
+    assert list(rows.item) == ["i1", "i2"] and list(rows.line) == [2, 4 if blank_line else 3] and not skipped
+
+
+def test_bytes_that_are_not_utf8_in_an_id_name_the_line_or_are_skipped_and_counted(tmp_path):
+    path = tmp_path / "log.csv"
+    path.write_bytes(b"user_id,item_id,timestamp\nu1,i1,1\nu1,caf\xe9,2\nu1,i3,3\n")
+    with pytest.raises(DataError, match=r"log.csv:3: not UTF-8 text in item_id"):
+        read_csv_log(path)
+    rows, skipped = read_csv_log(path, skip_bad_rows=True)
+    assert list(rows.item) == ["i1", "i3"] and skipped == {"not UTF-8": 1}
+
+
+@pytest.mark.parametrize("block_bytes", [8, 21, 40, 64, 1 << 20])
+def test_quoted_fields_spanning_lines_read_alike_wherever_blocks_end(tmp_path, block_bytes):
+    """Blocks that would end inside a quoted note move back to the row's start; lines stay numbered as in the file."""
+    lines = ["user_id,item_id,timestamp,note"]
+    for step in range(12):
+        note = '"line one\nline ""two""\n\nthree"' if step % 3 == 0 else "plain"
+        lines.append(f"u{step % 2},i{step},{step},{note}")
+    path = write(tmp_path, "\n".join(lines) + "\n")
+    rows, skipped = read_in_blocks(path, block_bytes)
+    whole, _ = read_in_blocks(path, 1 << 30)
+    assert not skipped and len(rows) == 12
+    assert list(rows.item) == [f"i{step}" for step in range(12)]
+    np.testing.assert_array_equal(rows.line, whole.line)
+    assert list(rows.line[:3]) == [2, 6, 7]
+
+
+def test_a_stray_quote_in_an_unquoted_field_neither_splits_rows_nor_holds_the_file_in_one_block(tmp_path, monkeypatch):
+    monkeypatch.setattr(delimited, "LONGEST_QUOTED_ROW", 48)
+    lines = ["user_id,item_id,timestamp,size"] + [f"u1,i{step},{step},{step}\" wide" for step in range(40)]
+    path = write(tmp_path, "\n".join(lines) + "\n")
+    collector = RowCollector(path)
+    with open(path, "rb") as stream:
+        chunks = list(read_delimited(stream, str(path), csv_log_layout(), collector, block_bytes=32))
+    assert max(len(chunk) for chunk in chunks) <= 6  # without the bound: one chunk of 40
+    rows = Interactions.concatenate(chunks)
+    assert list(rows.item) == [f"i{step}" for step in range(40)] and list(rows.line) == list(range(2, 42))
 
 
 # --- MovieLens-100K -----------------------------------------------------------

@@ -36,11 +36,15 @@ def read_csv_log(
 
 def csv_log_chunks(stream: BinaryIO, collector: RowCollector, *, delimiter: str = ",") -> Iterator[Interactions]:
     """The log's rows in file order, a chunk at a time (any size of file)."""
-    layout = DelimitedLayout(
+    return read_delimited(stream, collector.file, csv_log_layout(delimiter), collector)
+
+
+def csv_log_layout(delimiter: str = ",") -> DelimitedLayout:
+    """A log with a header naming at least user_id, item_id and timestamp, in any order."""
+    return DelimitedLayout(
         names=REQUIRED_COLUMNS, user="user_id", item="item_id", timestamp="timestamp",
         header=_column_names, delimiter=delimiter,
     )
-    return read_delimited(stream, collector.file, layout, collector)
 
 
 def _column_names(header: list[str], file: str) -> Sequence[str]:

@@ -6,7 +6,9 @@ anything unusual (a blank line, a wrong field count, an empty id, a timestamp
 that is not a plain integer, bad UTF-8, an unknown action code) is read again
 line by line through :class:`~input_pipeline.sources.rows.RowCollector`, the
 rules every reader shares, which names the line or counts the skip. Both paths
-accept exactly the same rows, so results never depend on where blocks end.
+accept exactly the same rows, so results never depend on where blocks end:
+blocks end at row ends (a quoted field may span lines), and only the columns
+read must be UTF-8 on either path.
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ import pyarrow.csv as pcsv
 
 from input_pipeline.errors import DataError, not_utf8
 from input_pipeline.schema import Interactions
-from input_pipeline.sources.rows import BAD_ACTION, WRONG_FIELD_COUNT, RowCollector
+from input_pipeline.sources.rows import BAD_ACTION, NOT_UTF8, WRONG_FIELD_COUNT, RowCollector
 
 BLOCK_BYTES = 32 << 20
+# How far a block may grow past BLOCK_BYTES to end at a row's end (a quoted field may span lines).
+LONGEST_QUOTED_ROW = 64 << 20
 PLAIN_INTEGER = r"^-?[0-9]{1,18}$"
 UTF8_BOM = "\ufeff"
 INCOMPLETE_LINE = "incomplete last line"
@@ -144,7 +148,7 @@ def _header_fields(stream: BinaryIO, file: str, layout: DelimitedLayout) -> list
 
 
 def _blocks(stream: BinaryIO, block_bytes: int, first_line: int) -> Iterator[tuple[bytes, int, bool]]:
-    """(whole lines, number of the first, whether the last ends with a line break)."""
+    """(whole rows, number of the first line, whether the last ends with a line break)."""
     rest, line = b"", first_line
     while True:
         data = stream.read(block_bytes)
@@ -153,11 +157,32 @@ def _blocks(stream: BinaryIO, block_bytes: int, first_line: int) -> Iterator[tup
                 yield rest, line, False
             return
         data = rest + data
-        cut = data.rfind(b"\n") + 1
+        cut = _last_row_end(data)
+        if not cut and len(data) > block_bytes + LONGEST_QUOTED_ROW:
+            cut = data.rfind(b"\n") + 1  # a stray quote upset the count (see _last_row_end)
         rest = data[cut:]
         if cut:
             yield data[:cut], line, True
             line += data.count(b"\n", 0, cut)
+
+
+def _last_row_end(data: bytes) -> int:
+    """The offset after the last line break of ``data`` that ends a row (0 if none); ``data`` starts a row.
+
+    A quoted field may hold line breaks, and a block cut at one would split
+    its row in two bad ones. Before a break inside quotes the number of quote
+    characters is odd (a quote within quotes is written twice), so the cut
+    moves back to the last break with an even count. A stray quote inside an
+    unquoted field upsets the count until the next cut; the caller then
+    reads on, up to ``LONGEST_QUOTED_ROW`` more, and cuts at the last break.
+    """
+    cut = data.rfind(b"\n") + 1
+    quotes = data.count(b'"', 0, cut)
+    while cut and quotes % 2:
+        previous = data.rfind(b"\n", 0, cut - 1) + 1
+        quotes -= data.count(b'"', previous, cut)
+        cut = previous
+    return cut
 
 
 def _fast_chunk(
@@ -226,11 +251,11 @@ def _careful_chunk(
     keep: frozenset[str],
 ) -> Interactions:
     """The block's rows line by line, each problem reported at its line or counted."""
-    try:
-        text = block.decode("utf-8")
-    except UnicodeDecodeError as error:
-        bad_line = line + block.count(b"\n", 0, error.start)
-        raise DataError(collector.file, bad_line, f"not UTF-8 text ({error.reason})") from None
+    # Undecodable bytes become lone surrogates: only the columns read must be UTF-8, as on the fast path.
+    text = block.decode("utf-8", errors="surrogateescape")
+    read_columns = {layout.user: positions.user, layout.item: positions.item, layout.timestamp: positions.timestamp}
+    if positions.action is not None:
+        read_columns[layout.action] = positions.action
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=layout.delimiter)
     last_line = line + text.count("\n") - (1 if complete else 0)
     row_end = 0
@@ -245,6 +270,10 @@ def _careful_chunk(
                 expected = f"{positions.width} fields" + (" as in the header" if layout.header else "")
                 collector.reject(number, WRONG_FIELD_COUNT, f"expected {expected}, found {len(fields)}{hint}")
                 continue
+            undecodable = [name for name, index in read_columns.items() if not _is_text(fields[index])]
+            if undecodable:
+                collector.reject(number, NOT_UTF8, f"not UTF-8 text in {', '.join(undecodable)}")
+                continue
             if positions.action is not None:
                 action = fields[positions.action]
                 if action not in layout.action_values:
@@ -257,3 +286,14 @@ def _careful_chunk(
     except csv.Error as error:
         raise DataError(collector.file, line + row_end, f"unreadable CSV ({error})") from None
     return collector.take()
+
+
+def _is_text(field: str) -> bool:
+    """False for a field holding bytes that were not UTF-8 (decoded to lone surrogates)."""
+    if field.isascii():
+        return True
+    try:
+        field.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

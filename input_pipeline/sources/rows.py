@@ -21,6 +21,7 @@ BAD_ITEM_ID = "bad item_id"
 BAD_ACTION = "bad action"
 BAD_JSON = "bad JSON"
 MISSING_FIELD = "missing field"
+NOT_UTF8 = "not UTF-8"
 
 
 class RowCollector:
