@@ -174,7 +174,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as base:
             export_model(model, data, config, pathlib.Path(base), MODEL_NAME, jit_compile=args.jit_compile)
             served = tf.saved_model.load(str(pathlib.Path(base) / MODEL_NAME / "1")).signatures["serving_default"]
-            server = LocalServer(pathlib.Path(base) / MODEL_NAME, MODEL_NAME, port=0)
+            server = LocalServer(pathlib.Path(base) / MODEL_NAME, MODEL_NAME, port=0, intra_op_threads=args.intra_op_threads)
             port = server.start()[0]
             try:
                 with RecommendationClient(f"127.0.0.1:{port}", MODEL_NAME, timeout_s=30.0) as client:

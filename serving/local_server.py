@@ -18,7 +18,9 @@ version that fails to load is logged and skipped until its folder changes
 
 Any SavedModel with signatures works: inputs are checked against a
 signature's input specs (names, dtype, rank, shape, batch size, UTF-8 text)
-before it runs, and errors the model raises come back as INVALID_ARGUMENT.
+before it runs, and an error the model raises keeps its status code. Each
+version runs in its own graph session, fed and fetched by the SignatureDef's
+tensor names, as TF Serving runs it.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ import numpy as np
 import tensorflow as tf
 from google.protobuf import json_format
 from tensorflow.core.framework import types_pb2
-from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
@@ -57,6 +59,7 @@ from serving import protocol
 log = logging.getLogger(__name__)
 
 SERVE_TAG = "serve"
+INIT_OP_SIGNATURE = "__saved_model_init_op"  # the loader runs it (tables' initialisers); never a request's
 SIGNATURE_DEF_FIELD = "signature_def"
 DEFAULT_MAX_BATCH = 256
 DEFAULT_POLL_SECONDS = 2.0
@@ -97,12 +100,18 @@ def invalid(message: str) -> ServingFailure:
 
 @dataclass(frozen=True)
 class ModelVersion:
-    """One loaded version: its callable signatures and the SignatureDefs metadata reports."""
+    """One loaded version: a session over its graph and the SignatureDefs it runs and reports.
+
+    A graph session, as TF Serving runs a version: its variables and lookup
+    tables live in the session and are freed with it when the version is
+    dropped. (A SavedModel loaded into the eager runtime never frees its lookup
+    tables, tensorflow#61866: every reload of a 300,000-item vocabulary kept
+    17 MB.) The session closes itself once no request holds the version.
+    """
 
     version: int
-    signatures: Mapping[str, Any]
     signature_defs: get_model_metadata_pb2.SignatureDefMap
-    restored: Any  # the loaded object; holding it keeps the signatures' variables alive
+    signatures: Mapping[str, Signature]  # those a request may name: not the loader's own init op
 
 
 def folder_state(path: pathlib.Path) -> tuple[tuple[str, int, int], ...]:
@@ -111,17 +120,40 @@ def folder_state(path: pathlib.Path) -> tuple[tuple[str, int, int], ...]:
     return tuple((str(name), stat.st_size, stat.st_mtime_ns) for name, stat in stats)
 
 
-def load_version(path: pathlib.Path, version: int) -> ModelVersion:
-    """A version fully loaded, ready to swap in: nothing is served from it before this returns."""
-    restored = tf.saved_model.load(str(path))
-    return ModelVersion(version, dict(restored.signatures), read_signature_defs(path), restored)
+def load_version(path: pathlib.Path, version: int, intra_op_threads: int = 0) -> ModelVersion:
+    """A version fully loaded, ready to swap in: nothing is served from it before this returns.
+
+    The SignatureDefs are the serving meta graph's as stored: what TF Serving's
+    metadata returns, tensor names included.
+    """
+    config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=intra_op_threads)
+    session = tf.compat.v1.Session(graph=tf.Graph(), config=config)
+    try:
+        meta_graph = tf.compat.v1.saved_model.load(session, [SERVE_TAG], str(path))
+    except BaseException:
+        session.close()
+        raise
+    definitions = meta_graph.signature_def
+    signatures = {
+        name: session_signature(version, name, definition, session)
+        for name, definition in sorted(definitions.items()) if name != INIT_OP_SIGNATURE
+    }
+    return ModelVersion(version, get_model_metadata_pb2.SignatureDefMap(signature_def=definitions), signatures)
 
 
-def read_signature_defs(path: pathlib.Path) -> get_model_metadata_pb2.SignatureDefMap:
-    """The serving meta graph's SignatureDefs as stored: what TF Serving's metadata returns, tensor names included."""
-    saved = saved_model_pb2.SavedModel.FromString((path / protocol.SAVED_MODEL_FILE).read_bytes())
-    graph = next(graph for graph in saved.meta_graphs if SERVE_TAG in graph.meta_info_def.tags)
-    return get_model_metadata_pb2.SignatureDefMap(signature_def=graph.signature_def)
+def session_signature(version: int, name: str, definition: meta_graph_pb2.SignatureDef, session: tf.compat.v1.Session) -> Signature:
+    """A SignatureDef run by feeding and fetching its tensors by name, as TF Serving does (only the outputs asked for)."""
+    inputs = {
+        alias: tf.TensorSpec(tf.TensorShape(info.tensor_shape), tf.as_dtype(info.dtype), alias)
+        for alias, info in definition.inputs.items()
+    }
+    feeds = {alias: info.name for alias, info in definition.inputs.items()}
+    fetches = {alias: info.name for alias, info in definition.outputs.items()}
+
+    def compute(arrays: Mapping[str, np.ndarray], outputs: Sequence[str]) -> Mapping[str, np.ndarray]:
+        return session.run({alias: fetches[alias] for alias in outputs}, {feeds[alias]: array for alias, array in arrays.items()})
+
+    return Signature(version, name, inputs, sorted(fetches), compute)
 
 
 def request_text(model_name: str, version: Optional[int]) -> str:
@@ -137,9 +169,10 @@ class VersionStore:
     refresh swaps in a newer one.
     """
 
-    def __init__(self, model_name: str, base_path: pathlib.Path):
+    def __init__(self, model_name: str, base_path: pathlib.Path, intra_op_threads: int = 0):
         self.model_name = model_name
         self.base_path = base_path
+        self.intra_op_threads = intra_op_threads
         self._loaded: Mapping[int, ModelVersion] = {}
         self._failed: dict[int, tuple] = {}  # version -> its folder_state when loading it failed
         self._refreshing = threading.Lock()
@@ -165,7 +198,7 @@ class VersionStore:
         log.info("loading %s version %d from %s", self.model_name, version, path)
         state = folder_state(path)
         try:
-            model = load_version(path, version)
+            model = load_version(path, version, self.intra_op_threads)
         except Exception:  # a broken export must not stop the server: it keeps serving what it has
             log.exception("cannot load %s version %d; it is skipped until %s changes", self.model_name, version, path)
             self._failed[version] = state
@@ -212,19 +245,16 @@ class VersionStore:
 
 @dataclass(frozen=True)
 class Signature:
-    """The signature a request runs, in the version it was resolved to."""
+    """The signature a request runs, in the version it was resolved to.
+
+    ``compute(arrays, output_names)`` runs it and returns those outputs.
+    """
 
     version: int
     name: str
-    function: Any
-
-    @property
-    def inputs(self) -> Mapping[str, tf.TensorSpec]:
-        return self.function.structured_input_signature[1]
-
-    @property
-    def output_names(self) -> list[str]:
-        return list(self.function.structured_outputs)
+    inputs: Mapping[str, tf.TensorSpec]
+    output_names: list[str]
+    compute: Callable[[Mapping[str, np.ndarray], Sequence[str]], Mapping[str, np.ndarray]]
 
 
 class Endpoint:
@@ -243,7 +273,7 @@ class Endpoint:
                 grpc.StatusCode.FAILED_PRECONDITION,
                 f'Serving signature key "{signature_name}" not found. Signatures: {sorted(model.signatures)}',
             )
-        return Signature(model.version, signature_name, model.signatures[signature_name])
+        return model.signatures[signature_name]
 
     def run(
         self, signature: Signature, raw_inputs: Mapping[str, Any], decode: Decoder, output_filter: Sequence[str] = ()
@@ -254,8 +284,8 @@ class Endpoint:
         arrays = {name: decoded(name, signature.inputs[name], raw, decode) for name, raw in raw_inputs.items()}
         for name, array in arrays.items():
             check_tensor(name, signature.inputs[name], array, self.max_batch)
-        outputs = call(signature, arrays)
-        return {name: outputs[name].numpy() for name in fetched}
+        outputs = call(signature, arrays, fetched)
+        return {name: outputs[name] for name in fetched}
 
 
 def check_input_names(signature: Signature, raw_inputs: Mapping[str, Any]) -> None:
@@ -313,12 +343,11 @@ def check_utf8(name: str, array: np.ndarray) -> None:
             raise invalid(f"input '{name}' holds bytes that are not valid UTF-8 at {position}: {value!r}") from None
 
 
-def call(signature: Signature, arrays: Mapping[str, np.ndarray]) -> Mapping[str, tf.Tensor]:
+def call(signature: Signature, arrays: Mapping[str, np.ndarray], outputs: Sequence[str]) -> Mapping[str, np.ndarray]:
     """Runs the signature; an error the model raises keeps its own status code (a failed check in the
     graph is INVALID_ARGUMENT, running out of memory RESOURCE_EXHAUSTED), as TF Serving passes it on."""
-    tensors = {name: tf.constant(array, dtype=signature.inputs[name].dtype) for name, array in arrays.items()}
     try:
-        return signature.function(**tensors)
+        return signature.compute(arrays, outputs)
     except tf.errors.OpError as error:
         raise ServingFailure(GRPC_STATUS_OF_TF_CODE.get(error.error_code, grpc.StatusCode.UNKNOWN), error.message) from None
     except (TypeError, ValueError) as error:
@@ -566,7 +595,8 @@ class LocalServer:
     """gRPC (and optionally REST) serving of one model folder, with a poller for new versions.
 
     ``port=0`` / ``rest_port=0`` bind free ports (``start`` returns them, and
-    ``bound`` keeps them); ``rest_port=None`` serves no REST.
+    ``bound`` keeps them); ``rest_port=None`` serves no REST. ``intra_op_threads``:
+    threads one op may use (0: every core).
     """
 
     def __init__(
@@ -579,8 +609,9 @@ class LocalServer:
         host: str = "0.0.0.0",
         poll_seconds: float = DEFAULT_POLL_SECONDS,
         max_batch: int = DEFAULT_MAX_BATCH,
+        intra_op_threads: int = 0,
     ):
-        self.endpoint = Endpoint(VersionStore(model_name, pathlib.Path(model_base_path)), max_batch)
+        self.endpoint = Endpoint(VersionStore(model_name, pathlib.Path(model_base_path), intra_op_threads), max_batch)
         self.port, self.rest_port, self.host = port, rest_port, host
         self.poll_seconds = poll_seconds
         self._stopping = threading.Event()
@@ -669,10 +700,9 @@ def wait_for_stop_signal() -> None:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    tf.config.threading.set_intra_op_parallelism_threads(args.intra_op_threads)
     server = LocalServer(
         args.model_base_path, model_name=args.model_name, port=args.port, rest_port=args.rest_port or None,
-        host=args.host, poll_seconds=args.poll_seconds, max_batch=args.max_batch,
+        host=args.host, poll_seconds=args.poll_seconds, max_batch=args.max_batch, intra_op_threads=args.intra_op_threads,
     )
     ports = server.start()
     log.info("serving model %s from %s: gRPC port %d, REST port %s", args.model_name, args.model_base_path, ports.grpc, ports.rest or "off")
