@@ -81,10 +81,13 @@ def main() -> None:
     parser.add_argument("--inference_modes", default=",".join(INFERENCE_MODES), help="AutoSAM inference modes to evaluate each run in.")
     parser.add_argument("--noise_labels", default=None, help="Planted-noise CSV (with is_noise) of this dataset: also report the sampler's noise separation.")
     parser.add_argument("--overrides", default="{}", help="JSON object of extra config overrides, e.g. '{\"dropout\": 0.3}'.")
+    parser.add_argument("--autosam_overrides", default="{}", help="JSON object of config overrides for the autosam runs only, on top of --overrides (AutoSAM settings against one baseline).")
     parser.add_argument("--threads", type=int, default=0, help="TensorFlow intra-op threads (0 = all cores); run several scripts with 1 each to use cores in parallel.")
     parser.add_argument("--run_root", default="runs/quality", help="Where the runs and quality.json go.")
     args = parser.parse_args()
-    controlled = CONTROLLED_FIELDS & set(json.loads(args.overrides))
+    base_overrides = json.loads(args.overrides)
+    autosam_overrides = {**base_overrides, **json.loads(args.autosam_overrides)}
+    controlled = CONTROLLED_FIELDS & set(autosam_overrides)
     if controlled:
         parser.error(f"--overrides cannot set {sorted(controlled)}: use this script's own flags")
     if args.threads:
@@ -103,7 +106,7 @@ def main() -> None:
             for seed in seeds:
                 config = preset(args.preset or args.backbone).replace(
                     dataset=args.dataset, model=model_name, backbone=args.backbone, max_len=max_len, seed=seed, verbose=0,
-                    **json.loads(args.overrides),
+                    **(autosam_overrides if model_name == "autosam" else base_overrides),
                 )
                 run = RunDirectory(root / f"{model_name}-{args.backbone}-len{max_len}-seed{seed}")
                 result = run.finished_results(config.for_catalogue(data.num_items).to_json())
