@@ -284,8 +284,7 @@ class Endpoint:
         arrays = {name: decoded(name, signature.inputs[name], raw, decode) for name, raw in raw_inputs.items()}
         for name, array in arrays.items():
             check_tensor(name, signature.inputs[name], array, self.max_batch)
-        outputs = call(signature, arrays, fetched)
-        return {name: outputs[name] for name in fetched}
+        return dict(call(signature, arrays, fetched))
 
 
 def check_input_names(signature: Signature, raw_inputs: Mapping[str, Any]) -> None:
