@@ -5,8 +5,9 @@
 
 Every run goes through the same path as the CLI (``tf_autosam.training``) and
 keeps its run directory under ``--run_root``; a run directory there that
-already holds a finished run of the same config is evaluated, not retrained,
-so an interrupted table resumes where it stopped. Model ``sasrec`` is the plain
+already holds a finished run of a config that trains the same (the plain
+backbone ignores the sampler's settings) is evaluated, not retrained, so an
+interrupted table resumes where it stopped. Model ``sasrec`` is the plain
 ``--backbone`` (no sampler), ``autosam`` the same backbone fed by the sampler.
 AutoSAM runs are evaluated in each inference mode from their best checkpoint,
 with the share of behaviours each mode keeps; AutoSAM (deterministic) is
@@ -109,11 +110,11 @@ def main() -> None:
                     **(autosam_overrides if model_name == "autosam" else base_overrides),
                 )
                 run = RunDirectory(root / f"{model_name}-{args.backbone}-len{max_len}-seed{seed}")
-                result = run.finished_results(config.for_catalogue(data.num_items).to_json())
+                result = run.finished_results(config.for_catalogue(data.num_items))
                 if result is None:
                     result = run_training(config, data, run, log=lambda line: None)
                 else:
-                    print(f"reusing the finished run {run.path} (same config)", flush=True)
+                    print(f"reusing the finished run {run.path} (a config that trains the same)", flush=True)
                 evaluation = EvaluationData.from_prepared(data, config)
                 for mode, entry in _evaluate_run(run, data, evaluation, model_name, modes, noise_labels).items():
                     by_mode.setdefault(mode, []).append(entry)

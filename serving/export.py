@@ -50,6 +50,7 @@ from serving.retrieval import brute_force_layer, top_k_excluding
 from serving.protocol import DEFAULT_MODEL_NAME
 from tf_autosam.config import TrainerConfig
 from tf_autosam.models import SequentialRecommender, popularity_counts
+from tf_autosam.run_directory import CONFIG_FILE, saved_config
 
 DEFAULT_K = 10
 VOCABULARY_ASSET = "items.vocab"
@@ -261,7 +262,7 @@ def export_run(
     from input_pipeline.datasets import load_dataset
     from tf_autosam.training import load_best_model
 
-    config = TrainerConfig.from_json((pathlib.Path(run_dir) / "config.json").read_text())
+    config = saved_config(run_dir)
     if data is None:
         data = load_dataset(
             config.dataset, data_path=config.data_path, data_dir=config.data_dir, manual_dir=config.manual_dir,
@@ -285,8 +286,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="Compile the model inside the signatures with XLA (on CPU 1.2x faster at batch 1, 1.5x at batch 32); "
                              "TF Serving then needs --xla_cpu_compilation_enabled=true. [default: off]")
     args = parser.parse_args(argv)
-    if not (pathlib.Path(args.run_dir) / "config.json").exists():
-        parser.error(f"{args.run_dir} is not a run directory (no config.json)")
+    if not (pathlib.Path(args.run_dir) / CONFIG_FILE).exists():
+        parser.error(f"{args.run_dir} is not a run directory (no {CONFIG_FILE})")
     try:
         path = export_run(
             pathlib.Path(args.run_dir), pathlib.Path(args.export_base), args.model_name, args.k, args.inference_mode,

@@ -62,15 +62,29 @@ def test_a_finished_run_is_recognised_only_for_its_own_config(tmp_path, tiny_csv
     run_dir = run_cli(tmp_path, tiny_csv, "run")
     config = TrainerConfig.from_json((run_dir / "config.json").read_text())
     run = RunDirectory(run_dir)
-    assert run.finished_results(config.to_json()) == json.loads((run_dir / "metrics.json").read_text())
-    assert run.finished_results(config.replace(seed=config.seed + 1).to_json()) is None
+    assert run.finished_results(config) == json.loads((run_dir / "metrics.json").read_text())
+    assert run.finished_results(config.replace(seed=config.seed + 1)) is None
     (run_dir / "metrics.json").unlink()  # as while the run is still training
-    assert run.finished_results(config.to_json()) is None
+    assert run.finished_results(config) is None
+
+
+@pytest.mark.parametrize("model, reused", [("sasrec", True), ("popularity", True), ("autosam", False)])
+def test_only_a_model_with_the_sampler_tells_runs_apart_by_sampler_settings(tmp_path, model, reused):
+    run = RunDirectory(tmp_path / model)
+    trained = TrainerConfig(model=model)
+    run.start(trained)
+    run.finish({"best_epoch": 1})
+    assert run.finished_results(trained.replace(tau=trained.tau * 2, recommender_input="full", verbose=0)) == (
+        {"best_epoch": 1} if reused else None
+    )
+    assert run.finished_results(trained.replace(dropout=trained.dropout + 0.1)) is None
+    (run.path / "config.json").write_text('{"a_field_of_another_version": 1}')
+    assert run.finished_results(trained) is None
 
 
 def test_retraining_into_a_finished_run_discards_its_old_metrics(tmp_path, tiny_csv, monkeypatch):
     run_dir = run_cli(tmp_path, tiny_csv, "run")
-    config_json = (run_dir / "config.json").read_text()
+    config = TrainerConfig.from_json((run_dir / "config.json").read_text())
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -78,7 +92,7 @@ def test_retraining_into_a_finished_run_discards_its_old_metrics(tmp_path, tiny_
     monkeypatch.setattr(training, "fit_recommender", interrupted)
     with pytest.raises(KeyboardInterrupt):
         run_cli(tmp_path, tiny_csv, "run")
-    assert RunDirectory(run_dir).finished_results(config_json) is None
+    assert RunDirectory(run_dir).finished_results(config) is None
 
 
 def test_same_seed_gives_same_metrics(tmp_path, tiny_csv):

@@ -14,8 +14,9 @@ from typing import Any, Optional
 from tf_autosam.backbones import REGISTRY as BACKBONES
 
 
-def _field(default: Any, help: str, choices: Optional[tuple] = None) -> Any:
-    metadata = {"help": help}
+def _field(default: Any, help: str, choices: Optional[tuple] = None, sampler: bool = False) -> Any:
+    """A config field; ``sampler`` marks one that only the AutoSAM model reads."""
+    metadata: dict[str, Any] = {"help": help, "sampler": sampler}
     if choices is not None:
         metadata["choices"] = choices
     return dataclasses.field(default=default, metadata=metadata)
@@ -55,23 +56,23 @@ class TrainerConfig:
     residual_scale_init: float = _field(1e-8, "Initial value of the learnable residual scale a of post-norm blocks.")
 
     # AutoSAM sampler (AUTOSAM_SPEC sections 2 to 5).
-    tau: float = _field(5.0, "Sampler softmax temperature; larger flattens keep probabilities towards 0.5.")
-    base_rate: float = _field(1.0, "Base rate b of the sequence-perplexity reward; larger keeps more items.")
-    lambda1: float = _field(1e-2, "Weight of the future-prediction reward.")
-    lambda2: float = _field(1e-2, "Weight of the sequence-perplexity reward.")
-    gamma: float = _field(0.9, "Discount of the future-prediction reward-to-go.")
-    sampler_optimizer: str = _field("sgd", "Optimiser of the sampler's own weights (the recommender always uses Adam).", ("sgd", "adam"))
-    sampler_learning_rate: float = _field(0.1, "Learning rate of the sampler's own weights.")
-    normalize_rewards: bool = _field(False, "Standardise the total reward over each batch's real positions before the policy gradient (a baseline that makes the sampler's step size independent of the reward scale).")
-    sampler_surprise: bool = _field(False, "Give the sampler each behaviour's surprise: how much worse the backbone scores it, given the behaviours before it, than the user's average (costs one extra backbone pass at inference).")
-    policy_weight: float = _field(1.0, "Weight of the policy loss in the joint loss. The sampler's own Adam is blind to it; it sets how hard the policy gradient pulls on the embeddings the recommender shares.")
-    recommender_input: str = _field("sampled", "What the recommender trains on once the sampler acts: the sampled Bernoulli actions (reference), the decision inference makes (decided: p >= 0.5, newest kept), so training and inference inputs match, or the full window (full: the recommender trains as plain SASRec would and the sampler only filters its input at inference).", ("sampled", "decided", "full"))
-    sampler_warmup_epochs: int = _field(0, "Epochs of plain backbone training (every behaviour kept, sampler off and not learning) before the sampler acts; its rewards need a backbone that already predicts.")
-    entropy_weight: float = _field(0.0, "Weight of a bonus for the keep decisions' entropy in the sampler's loss; keeps keep probabilities from saturating at 0 or 1 (reference: 0).")
-    target_keep_rate: Optional[float] = _field(None, "If set (0 < rate <= 1), pull the mean keep probability towards this rate with a quadratic penalty on the sampler; unset = the rewards alone decide.")
-    keep_rate_weight: float = _field(1.0, "Weight of the target_keep_rate penalty (squared distance of the batch's mean keep probability to the target).")
-    inference_mode: str = _field("deterministic", "How the sampler acts at evaluation: deterministic (keep p >= 0.5, last item always), stochastic (Bernoulli draws averaged), keep_all (sampler off).", ("deterministic", "stochastic", "keep_all"))
-    inference_draws: int = _field(1, "Bernoulli draws averaged per user in stochastic inference (seeded, so reproducible).")
+    tau: float = _field(5.0, "Sampler softmax temperature; larger flattens keep probabilities towards 0.5.", sampler=True)
+    base_rate: float = _field(1.0, "Base rate b of the sequence-perplexity reward; larger keeps more items.", sampler=True)
+    lambda1: float = _field(1e-2, "Weight of the future-prediction reward.", sampler=True)
+    lambda2: float = _field(1e-2, "Weight of the sequence-perplexity reward.", sampler=True)
+    gamma: float = _field(0.9, "Discount of the future-prediction reward-to-go.", sampler=True)
+    sampler_optimizer: str = _field("sgd", "Optimiser of the sampler's own weights (the recommender always uses Adam).", ("sgd", "adam"), sampler=True)
+    sampler_learning_rate: float = _field(0.1, "Learning rate of the sampler's own weights.", sampler=True)
+    normalize_rewards: bool = _field(False, "Standardise the total reward over each batch's real positions before the policy gradient (a baseline that makes the sampler's step size independent of the reward scale).", sampler=True)
+    sampler_surprise: bool = _field(False, "Give the sampler each behaviour's surprise: how much worse the backbone scores it, given the behaviours before it, than the user's average (costs one extra backbone pass at inference).", sampler=True)
+    policy_weight: float = _field(1.0, "Weight of the policy loss in the joint loss. The sampler's own Adam is blind to it; it sets how hard the policy gradient pulls on the embeddings the recommender shares.", sampler=True)
+    recommender_input: str = _field("sampled", "What the recommender trains on once the sampler acts: the sampled Bernoulli actions (reference), the decision inference makes (decided: p >= 0.5, newest kept), so training and inference inputs match, or the full window (full: the recommender trains as plain SASRec would and the sampler only filters its input at inference).", ("sampled", "decided", "full"), sampler=True)
+    sampler_warmup_epochs: int = _field(0, "Epochs of plain backbone training (every behaviour kept, sampler off and not learning) before the sampler acts; its rewards need a backbone that already predicts.", sampler=True)
+    entropy_weight: float = _field(0.0, "Weight of a bonus for the keep decisions' entropy in the sampler's loss; keeps keep probabilities from saturating at 0 or 1 (reference: 0).", sampler=True)
+    target_keep_rate: Optional[float] = _field(None, "If set (0 < rate <= 1), pull the mean keep probability towards this rate with a quadratic penalty on the sampler; unset = the rewards alone decide.", sampler=True)
+    keep_rate_weight: float = _field(1.0, "Weight of the target_keep_rate penalty (squared distance of the batch's mean keep probability to the target).", sampler=True)
+    inference_mode: str = _field("deterministic", "How the sampler acts at evaluation: deterministic (keep p >= 0.5, last item always), stochastic (Bernoulli draws averaged), keep_all (sampler off).", ("deterministic", "stochastic", "keep_all"), sampler=True)
+    inference_draws: int = _field(1, "Bernoulli draws averaged per user in stochastic inference (seeded, so reproducible).", sampler=True)
 
     # Training.
     epochs: int = _field(200, "Maximum number of epochs.")
@@ -140,6 +141,16 @@ class TrainerConfig:
             raise ValueError(f"unknown config fields: {sorted(unknown)}")
         return dataclasses.replace(self, **overrides)
 
+    def trained_fields(self) -> dict[str, Any]:
+        """The values that decide what a run of this config trains and reports.
+
+        A model without the sampler never reads the sampler's fields, so two
+        such configs that differ only there describe the same run (finished
+        runs are reused on this); ``verbose`` only changes what is printed.
+        """
+        ignored = {"verbose"} | (set() if self.model == "autosam" else SAMPLER_FIELDS)
+        return {name: value for name, value in dataclasses.asdict(self).items() if name not in ignored}
+
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
@@ -147,6 +158,10 @@ class TrainerConfig:
     def from_json(cls, text: str) -> "TrainerConfig":
         return cls().replace(**json.loads(text))
 
+
+
+# The fields only the AutoSAM model reads (marked ``sampler`` above).
+SAMPLER_FIELDS = frozenset(field.name for field in dataclasses.fields(TrainerConfig) if field.metadata["sampler"])
 
 # The authors' reference values (AUTOSAM_SPEC sections 1 and 5): post-norm
 # blocks, 10,000 shared sampled negatives, max_len 100, patience 1; the

@@ -22,8 +22,8 @@ import tensorflow as tf
 from input_pipeline.pipeline import left_pad
 from input_pipeline.prepare import PreparedData
 from input_pipeline.schema import PADDING_ID
-from tf_autosam.config import TrainerConfig
 from tf_autosam.models import AutoSAMRecommender
+from tf_autosam.run_directory import CONFIG_FILE, saved_config
 from tf_autosam.training import load_best_model
 
 SPLITS = ("validation", "test")
@@ -119,9 +119,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from input_pipeline.datasets import load_dataset
 
     run_dir = pathlib.Path(args.run_dir)
-    if not (run_dir / "config.json").exists():
-        parser.error(f"{run_dir} has no config.json: not a run directory")
-    config = TrainerConfig.from_json((run_dir / "config.json").read_text())
+    if not (run_dir / CONFIG_FILE).exists():
+        parser.error(f"{run_dir} has no {CONFIG_FILE}: not a run directory")
+    config = saved_config(run_dir)
     data = load_dataset(
         config.dataset, data_path=config.data_path, data_dir=config.data_dir, dedupe=config.dedupe,
         k_core=config.k_core, skip_bad_rows=config.skip_bad_rows, log=lambda line: None,

@@ -124,7 +124,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return USAGE_ERROR
     from tf_autosam.metrics import DEFAULT_CUTOFFS, format_table
-    from tf_autosam.run_directory import RunDirectory
+    from tf_autosam.run_directory import METRICS_FILE, RunDirectory
     from tf_autosam.training import run_training
 
     if config.strategy != "default" and not distribution.writes_outputs(config.strategy):
@@ -147,7 +147,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if "inference_mode" in results:
         print(f"sampler: {results['inference_mode']} inference keeps {results['test_keep_rate']:.1%} of test inputs; "
               f"training keep rate {results['keep_rate']:.1%} (best epoch)")
-    print(f"\nmetrics: {run.path / 'metrics.json'}")
+    print(f"\nmetrics: {run.path / METRICS_FILE}")
     if config.export and config.model != "popularity":
         from serving.export import export_run
 

@@ -12,11 +12,21 @@ import pathlib
 from typing import Any, Optional
 
 from input_pipeline.cache import atomic_write_text
+from tf_autosam.config import TrainerConfig
+
+CONFIG_FILE = "config.json"
+# Written last, and only ever describing a finished run of the config beside it.
+METRICS_FILE = "metrics.json"
 
 
 def default_run_dir(dataset: str, model: str) -> str:
     """``runs/<dataset>-<model>-<time>``: a fresh directory per run (pass --run_dir to resume one)."""
     return f"runs/{dataset}-{model}-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+def saved_config(run_dir: pathlib.Path) -> TrainerConfig:
+    """The config a run directory was trained with (its ``config.json``)."""
+    return TrainerConfig.from_json((pathlib.Path(run_dir) / CONFIG_FILE).read_text())
 
 
 class RunDirectory:
@@ -43,16 +53,30 @@ class RunDirectory:
     def tensorboard_dir(self) -> pathlib.Path:
         return self.path / "tensorboard"
 
-    def finished_results(self, config_json: str) -> Optional[dict]:
-        """The ``metrics.json`` of a run that finished with exactly this config, else None.
+    def start(self, config: TrainerConfig) -> None:
+        """Records the config of the run about to train; an older run's metrics go first."""
+        (self.path / METRICS_FILE).unlink(missing_ok=True)
+        self.write_text(CONFIG_FILE, config.to_json())
 
-        ``metrics.json`` is written last, so its presence means the run ended;
-        comparing the parsed configs (not their text) ignores formatting only.
+    def finish(self, results: dict) -> pathlib.Path:
+        """Writes the final metrics: from now on the directory holds a finished run of its config."""
+        return self.write_json(METRICS_FILE, results)
+
+    def finished_results(self, config: TrainerConfig) -> Optional[dict]:
+        """The metrics of a run that finished with a config training the same as ``config``, else None.
+
+        Configs compare by :meth:`TrainerConfig.trained_fields`, so a plain
+        backbone's run is reused whatever the sampler's settings say; a config
+        file this version cannot read is never a match.
         """
-        config_path, metrics_path = self.path / "config.json", self.path / "metrics.json"
+        config_path, metrics_path = self.path / CONFIG_FILE, self.path / METRICS_FILE
         if not (config_path.is_file() and metrics_path.is_file()):
             return None
-        if json.loads(config_path.read_text()) != json.loads(config_json):
+        try:
+            saved = TrainerConfig.from_json(config_path.read_text())
+        except ValueError:
+            return None
+        if saved.trained_fields() != config.trained_fields():
             return None
         return json.loads(metrics_path.read_text())
 

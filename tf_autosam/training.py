@@ -15,7 +15,7 @@ from input_pipeline.prepare import PreparedData
 from tf_autosam import distribution, fault_tolerance, models, summaries
 from tf_autosam.config import TrainerConfig
 from tf_autosam.evaluation import RankingEvaluator, inference_keep_rate
-from tf_autosam.run_directory import RunDirectory
+from tf_autosam.run_directory import RunDirectory, saved_config
 
 SELECTION_METRIC = "NDCG@10"
 
@@ -177,7 +177,7 @@ def load_best_model(run_dir: pathlib.Path, data: PreparedData, **overrides) -> t
 
     ``overrides`` change settings that need no retraining, e.g. ``inference_mode``.
     """
-    config = TrainerConfig.from_json((pathlib.Path(run_dir) / "config.json").read_text()).replace(**overrides)
+    config = saved_config(run_dir).replace(**overrides)
     model = build_model(config, data)
     if config.model != "popularity":
         model.load_weights(str(pathlib.Path(run_dir) / "checkpoints" / "best")).expect_partial()
@@ -194,9 +194,7 @@ def run_training(config: TrainerConfig, data: PreparedData, run: RunDirectory, l
     # First: cluster strategies configure TensorFlow's runtime, which must not have started yet.
     strategy = distribution.make_strategy(config.strategy, data.num_items)
     seed_everything(config.seed)
-    # Gone before the new config lands: metrics.json must only ever describe a finished run of config.json.
-    (run.path / "metrics.json").unlink(missing_ok=True)
-    run.write_text("config.json", config.to_json())
+    run.start(config)
     evaluation = EvaluationData.from_prepared(data, config)
     # Variables and optimisers must be created inside the strategy's scope to be placed by it.
     with strategy.scope():
@@ -218,5 +216,5 @@ def run_training(config: TrainerConfig, data: PreparedData, run: RunDirectory, l
     if isinstance(model, models.AutoSAMRecommender):
         results["inference_mode"] = config.inference_mode
         results["test_keep_rate"] = inference_keep_rate(model, evaluation.test)
-    run.write_json("metrics.json", results)
+    run.finish(results)
     return results
