@@ -147,3 +147,17 @@ def test_full_input_trains_the_recommender_as_the_plain_backbone_while_the_sampl
     assert float(results["keep_rate"]) < 1.0  # the actions are still drawn: the future reward scores them
     gradients = tape.gradient(results["policy_loss"], model.sampler.trainable_variables)
     assert any(g is not None and np.any(tf.convert_to_tensor(g).numpy() != 0) for g in gradients)
+
+
+def test_kept_targets_train_the_full_window_on_the_targets_the_sampler_keeps():
+    """Loss = the full-window loss over positions whose next behaviour the p >= 0.5 decision keeps, plus the last."""
+    model = build(recommender_input="full_kept_targets", dropout=0.0)
+    inputs, targets = batch()
+    full_hidden, full_logp = model.full_window_pass(inputs, targets)
+    loss = float(model.step_losses(inputs, targets, full_hidden, full_logp)["recommendation_loss"])
+    decided = model.decided_keep(inputs, model.keep_probability(inputs, full_hidden) >= 0.5).numpy()
+    assert not decided[inputs.numpy() != 0].all()  # the untrained sampler drops some: the mask matters
+    next_kept = np.concatenate([decided[:, 1:], np.ones_like(decided[:, :1])], axis=1)
+    trained = (targets.numpy() != 0) & next_kept
+    assert loss == pytest.approx(-full_logp.numpy()[trained].mean(), rel=1e-5)
+    assert loss != pytest.approx(-full_logp.numpy()[targets.numpy() != 0].mean(), rel=1e-5)  # what it would be without the mask

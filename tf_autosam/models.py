@@ -232,13 +232,14 @@ class AutoSAMRecommender(SequentialRecommender):
         draws = tf.random.stateless_uniform(tf.shape(probability), replica_seed(self.step_seed(stream=1)))
         acting = self.sampler_acting()
         keep = tf.logical_and(tf.logical_or(draws < probability, tf.logical_not(acting)), valid)
+        fed, loss_targets = valid, targets
         if settings.recommender_input == "sampled":
             fed = keep
         elif settings.recommender_input == "decided":
             fed = self.decided_keep(inputs, probability >= 0.5)
-        else:
-            fed = valid
-        hidden, trained_targets, trimmed_logp = self._compacted_pass(inputs, fed, targets, training=True)
+        elif settings.recommender_input == "full_kept_targets":
+            loss_targets = _kept_targets(targets, self.decided_keep(inputs, probability >= 0.5))
+        hidden, trained_targets, trimmed_logp = self._compacted_pass(inputs, fed, loss_targets, training=True)
         if self.num_negatives == 0:
             # The full-softmax loss is the mean of the log-probabilities the rewards use: no second softmax.
             trained = tf.cast(tf.not_equal(trained_targets, PADDING_ID), tf.float32)
@@ -294,6 +295,16 @@ class AutoSAMRecommender(SequentialRecommender):
         self.optimizer.apply_gradients(zip(gradients[: len(recommender_variables)], recommender_variables))
         self.sampler_optimizer.apply_gradients(zip(gradients[len(recommender_variables):], sampler_variables))
         return self.track({"loss": loss, **results})
+
+
+def _kept_targets(targets: tf.Tensor, kept: tf.Tensor) -> tf.Tensor:
+    """``targets`` [batch, L] with padding where the target is a behaviour ``kept`` [batch, L] drops.
+
+    The target at t is the window's item t + 1; the last position's target
+    lies beyond the window, where the sampler has not decided, and stays.
+    """
+    target_kept = tf.concat([kept[:, 1:], tf.ones_like(kept[:, :1])], axis=1)
+    return tf.where(target_kept, targets, tf.zeros_like(targets))
 
 
 def _trim_to_longest(*compacted: tf.Tensor) -> tuple[tf.Tensor, ...]:
