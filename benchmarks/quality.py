@@ -45,7 +45,7 @@ from tf_autosam.training import EvaluationData, load_best_model, run_training
 METRICS = [f"{name}@{k}" for k in DEFAULT_CUTOFFS for name in ("NDCG", "Recall")] + ["MRR@10"]
 INFERENCE_MODES = ("deterministic", "stochastic", "keep_all")
 # Config fields this script sets itself for every run; --overrides may not set them too.
-CONTROLLED_FIELDS = {"dataset", "model", "backbone", "max_len", "seed", "verbose"}
+CONTROLLED_FIELDS = {"dataset", "data_path", "data_dir", "model", "backbone", "max_len", "seed", "verbose"}
 
 
 def _evaluate_run(run: RunDirectory, data, evaluation: EvaluationData, model_name: str, modes: list[str],
@@ -106,7 +106,8 @@ def main() -> None:
             by_mode: dict[str, list[dict]] = {}
             for seed in seeds:
                 config = preset(args.preset or args.backbone).replace(
-                    dataset=args.dataset, model=model_name, backbone=args.backbone, max_len=max_len, seed=seed, verbose=0,
+                    dataset=args.dataset, data_path=args.data_path, data_dir=args.data_dir, model=model_name,
+                    backbone=args.backbone, max_len=max_len, seed=seed, verbose=0,
                     **(autosam_overrides if model_name == "autosam" else base_overrides),
                 )
                 run = RunDirectory(root / f"{model_name}-{args.backbone}-len{max_len}-seed{seed}")

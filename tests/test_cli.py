@@ -74,10 +74,12 @@ def test_only_a_model_with_the_sampler_tells_runs_apart_by_sampler_settings(tmp_
     trained = TrainerConfig(model=model)
     run.start(trained)
     run.finish({"best_epoch": 1})
-    assert run.finished_results(trained.replace(tau=trained.tau * 2, recommender_input="full", verbose=0)) == (
+    assert run.finished_results(trained.replace(tau=trained.tau * 2, recommender_input="full")) == (
         {"best_epoch": 1} if reused else None
     )
+    assert run.finished_results(trained.replace(data_dir="another/cache", verbose=0)) == {"best_epoch": 1}
     assert run.finished_results(trained.replace(dropout=trained.dropout + 0.1)) is None
+    assert run.finished_results(trained.replace(data_path="another.csv")) is None
     (run.path / "config.json").write_text('{"a_field_of_another_version": 1}')
     assert run.finished_results(trained) is None
 

@@ -142,13 +142,13 @@ class TrainerConfig:
         return dataclasses.replace(self, **overrides)
 
     def trained_fields(self) -> dict[str, Any]:
-        """The values that decide what a run of this config trains and reports.
+        """The values that decide a run's trained weights and metrics (finished runs are reused on them).
 
         A model without the sampler never reads the sampler's fields, so two
-        such configs that differ only there describe the same run (finished
-        runs are reused on this); ``verbose`` only changes what is printed.
+        such configs that differ only there describe the same run; nor do
+        where files live and what the run prints or exports change its result.
         """
-        ignored = {"verbose"} | (set() if self.model == "autosam" else SAMPLER_FIELDS)
+        ignored = OUTPUT_FIELDS | (set() if self.model == "autosam" else SAMPLER_FIELDS)
         return {name: value for name, value in dataclasses.asdict(self).items() if name not in ignored}
 
     def to_json(self) -> str:
@@ -160,6 +160,10 @@ class TrainerConfig:
 
 
 
+# Where a run's files live and what it prints or exports: nothing it trains or measures.
+OUTPUT_FIELDS = frozenset(
+    {"data_dir", "manual_dir", "run_dir", "min_free_gb", "backup_every_steps", "verbose", "export", "export_model_name", "serving_k"}
+)
 # The fields only the AutoSAM model reads (marked ``sampler`` above).
 SAMPLER_FIELDS = frozenset(field.name for field in dataclasses.fields(TrainerConfig) if field.metadata["sampler"])
 
