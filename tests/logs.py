@@ -4,6 +4,9 @@ import pathlib
 
 import numpy as np
 
+from input_pipeline.sources.delimited import DelimitedLayout, read_delimited
+from input_pipeline.sources.rows import RowCollector
+
 
 def write_interaction_log(path: pathlib.Path, *, users: int, items: int, seed: int, max_length: int = 15) -> pathlib.Path:
     """``users`` users with 6..max_length-1 interactions each, a minute apart, over ``items`` items.
@@ -30,3 +33,11 @@ def random_windows(*, rows: int, length: int, num_items: int, padded_rows: int) 
     targets = np.concatenate([inputs[:, 1:], rng.integers(1, num_items + 1, size=(rows, 1))], axis=1).astype(np.int32)
     targets[inputs == 0] = 0
     return inputs, targets
+
+
+def read_in_blocks(path: pathlib.Path, layout: DelimitedLayout, block_bytes: int, skip_bad_rows: bool = False) -> tuple[list, dict]:
+    """The row chunks ``read_delimited`` yields for ``path`` read ``block_bytes`` at a time, and the skipped-row counts."""
+    collector = RowCollector(path, skip_bad_rows=skip_bad_rows)
+    with open(path, "rb") as stream:
+        chunks = list(read_delimited(stream, str(path), layout, collector, block_bytes=block_bytes))
+    return chunks, collector.skipped

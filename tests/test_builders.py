@@ -21,9 +21,8 @@ from input_pipeline.errors import DataError, DataUnavailableError
 from input_pipeline.prepare import prepare
 from input_pipeline.schema import Interactions
 from input_pipeline.sources import tmall
-from input_pipeline.sources.delimited import read_delimited
-from input_pipeline.sources.rows import RowCollector
 from tf_autosam import main as cli
+from logs import read_in_blocks
 
 REPOSITORY = pathlib.Path(__file__).resolve().parent.parent
 TINY_FLAGS = ["--epochs=1", "--max_len=8", "--hidden_size=16", "--num_blocks=1", "--num_heads=2",
@@ -179,14 +178,9 @@ def test_fast_and_careful_reading_agree_whatever_the_block_size(tmp_path, block_
     synthetic.insert_line(path, 300, "1,2,3")
     synthetic.insert_line(path, 1200, "5,6,1,1,1,829,0")
 
-    def read(size):
-        collector = RowCollector(path, skip_bad_rows=True)
-        with open(path, "rb") as stream:
-            chunks = list(read_delimited(stream, str(path), tmall.LAYOUT, collector, block_bytes=size))
-        return Interactions.concatenate(chunks), collector.skipped
-
-    rows, skipped = read(block_bytes)
-    whole, whole_skipped = read(1 << 30)
+    chunks, skipped = read_in_blocks(path, tmall.LAYOUT, block_bytes, skip_bad_rows=True)
+    whole_chunks, whole_skipped = read_in_blocks(path, tmall.LAYOUT, 1 << 30, skip_bad_rows=True)
+    rows, whole = Interactions.concatenate(chunks), Interactions.concatenate(whole_chunks)
     assert skipped == whole_skipped == {"wrong field count": 1}
     for column in ("user", "item", "timestamp", "line"):
         np.testing.assert_array_equal(getattr(rows, column), getattr(whole, column))

@@ -18,8 +18,7 @@ from input_pipeline.sources import movielens
 from input_pipeline.schema import Interactions
 from input_pipeline.sources.csv_log import csv_log_layout, read_csv_log
 from input_pipeline.sources import delimited
-from input_pipeline.sources.delimited import read_delimited
-from input_pipeline.sources.rows import RowCollector
+from logs import read_in_blocks
 
 
 def write(tmp_path: pathlib.Path, text: str, name: str = "log.csv") -> pathlib.Path:
@@ -137,13 +136,6 @@ def test_non_utf8_file_is_a_data_error(tmp_path):
         read_csv_log(path)
 
 
-def read_in_blocks(path: pathlib.Path, block_bytes: int, skip_bad_rows: bool = False):
-    collector = RowCollector(path, skip_bad_rows=skip_bad_rows)
-    with open(path, "rb") as stream:
-        chunks = list(read_delimited(stream, str(path), csv_log_layout(), collector, block_bytes=block_bytes))
-    return Interactions.concatenate(chunks), collector.skipped
-
-
 @pytest.mark.parametrize("blank_line", [False, True], ids=["fast path", "careful path"])
 def test_bytes_that_are_not_utf8_in_an_unread_column_are_ignored_on_either_path(tmp_path, blank_line):
     path = tmp_path / "log.csv"
@@ -169,8 +161,9 @@ def test_quoted_fields_spanning_lines_read_alike_wherever_blocks_end(tmp_path, b
         note = '"line one\nline ""two""\n\nthree"' if step % 3 == 0 else "plain"
         lines.append(f"u{step % 2},i{step},{step},{note}")
     path = write(tmp_path, "\n".join(lines) + "\n")
-    rows, skipped = read_in_blocks(path, block_bytes)
-    whole, _ = read_in_blocks(path, 1 << 30)
+    chunks, skipped = read_in_blocks(path, csv_log_layout(), block_bytes)
+    whole_chunks, _ = read_in_blocks(path, csv_log_layout(), 1 << 30)
+    rows, whole = Interactions.concatenate(chunks), Interactions.concatenate(whole_chunks)
     assert not skipped and len(rows) == 12
     assert list(rows.item) == [f"i{step}" for step in range(12)]
     np.testing.assert_array_equal(rows.line, whole.line)
@@ -181,9 +174,7 @@ def test_a_stray_quote_in_an_unquoted_field_neither_splits_rows_nor_holds_the_fi
     monkeypatch.setattr(delimited, "LONGEST_QUOTED_ROW", 48)
     lines = ["user_id,item_id,timestamp,size"] + [f"u1,i{step},{step},{step}\" wide" for step in range(40)]
     path = write(tmp_path, "\n".join(lines) + "\n")
-    collector = RowCollector(path)
-    with open(path, "rb") as stream:
-        chunks = list(read_delimited(stream, str(path), csv_log_layout(), collector, block_bytes=32))
+    chunks, _ = read_in_blocks(path, csv_log_layout(), 32)
     assert max(len(chunk) for chunk in chunks) <= 6  # without the bound: one chunk of 40
     rows = Interactions.concatenate(chunks)
     assert list(rows.item) == [f"i{step}" for step in range(40)] and list(rows.line) == list(range(2, 42))
