@@ -121,16 +121,18 @@ class TrainerConfig:
         if self.target_keep_rate is not None and not 0.0 < self.target_keep_rate <= 1.0:
             raise ValueError(f"target_keep_rate must be in (0, 1], got {self.target_keep_rate}")
 
-    def for_catalogue(self, num_items: int) -> "TrainerConfig":
-        """This config, with sampled softmax where a full one over ``num_items`` would not fit.
-
-        Raises ValueError for a setting this catalogue cannot satisfy.
-        """
+    def check_catalogue(self, num_items: int) -> None:
+        """Raises ValueError for a setting a catalogue of ``num_items`` items cannot satisfy."""
         if self.sampled_eval_negatives >= num_items:
             raise ValueError(
                 f"--sampled_eval_negatives={self.sampled_eval_negatives} needs more items than the catalogue's "
                 f"{num_items:,} (the target is one of them); use fewer negatives or 0 for full ranking only"
             )
+
+    def for_catalogue(self, num_items: int) -> "TrainerConfig":
+        """This config, checked against ``num_items`` (:meth:`check_catalogue`), with sampled softmax where
+        a full one over the catalogue would not fit."""
+        self.check_catalogue(num_items)
         if self.num_negatives == 0 and num_items > self.full_softmax_max_items:
             return self.replace(num_negatives=LARGE_CATALOGUE_NEGATIVES)
         return self

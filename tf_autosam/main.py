@@ -119,7 +119,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return USAGE_ERROR
     try:
-        config.for_catalogue(data.num_items)  # a setting the catalogue cannot satisfy fails before training
+        config.check_catalogue(data.num_items)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return USAGE_ERROR
