@@ -121,7 +121,8 @@ class AutoSAMRecommender(SequentialRecommender):
 
     One step (AUTOSAM_SPEC sections 2 to 5): keep probabilities from the
     backbone's own embeddings; Bernoulli actions; the recommender loss on the
-    compacted window; rewards from a no-gradient pass over the full window;
+    compacted window (reference) or on what ``recommender_input`` names
+    instead; rewards from a no-gradient pass over the full window;
     ``loss = recommendation + policy``, the recommender's variables updated by
     the compiled optimizer (Adam), the sampler's by its own optimiser.
     """
