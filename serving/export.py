@@ -264,11 +264,7 @@ def export_run(
 
     config = saved_config(run_dir)
     if data is None:
-        data = load_dataset(
-            config.dataset, data_path=config.data_path, data_dir=config.data_dir, manual_dir=config.manual_dir,
-            dedupe=config.dedupe, k_core=config.k_core, skip_bad_rows=config.skip_bad_rows,
-            actions=config.action_codes, log=log,
-        )
+        data = load_dataset(config.dataset, **config.dataset_options(), log=log)
     overrides = {"inference_mode": inference_mode} if config.model == "autosam" else {}
     model = load_best_model(run_dir, data, **overrides)
     return export_model(model, data, config.replace(**overrides), export_base, model_name, default_k, jit_compile)

@@ -117,6 +117,13 @@ class TrainerConfig:
             return None
         return frozenset(code.strip() for code in self.actions.split(",") if code.strip())
 
+    def dataset_options(self) -> dict[str, Any]:
+        """``input_pipeline.datasets.load_dataset``'s keyword arguments for this config's data."""
+        return dict(
+            data_path=self.data_path, data_dir=self.data_dir, manual_dir=self.manual_dir, dedupe=self.dedupe,
+            k_core=self.k_core, skip_bad_rows=self.skip_bad_rows, actions=self.action_codes,
+        )
+
     def __post_init__(self) -> None:
         if self.target_keep_rate is not None and not 0.0 < self.target_keep_rate <= 1.0:
             raise ValueError(f"target_keep_rate must be in (0, 1], got {self.target_keep_rate}")
@@ -159,7 +166,6 @@ class TrainerConfig:
     @classmethod
     def from_json(cls, text: str) -> "TrainerConfig":
         return cls().replace(**json.loads(text))
-
 
 
 # Where a run's files live and what it prints or exports: nothing it trains or measures.

@@ -122,11 +122,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not (run_dir / CONFIG_FILE).exists():
         parser.error(f"{run_dir} has no {CONFIG_FILE}: not a run directory")
     config = saved_config(run_dir)
-    data = load_dataset(
-        config.dataset, data_path=config.data_path, data_dir=config.data_dir, dedupe=config.dedupe,
-        k_core=config.k_core, skip_bad_rows=config.skip_bad_rows, log=lambda line: None,
-        manual_dir=config.manual_dir, actions=config.action_codes,
-    )
+    data = load_dataset(config.dataset, **config.dataset_options(), log=lambda line: None)
     try:
         if config.model != "autosam":
             raise ValueError(f"{run_dir} trained model {config.model!r}; only autosam runs have a sampler")

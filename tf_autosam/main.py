@@ -110,11 +110,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from input_pipeline.errors import DataError, DataUnavailableError
 
     try:
-        data = load_dataset(
-            config.dataset, data_path=config.data_path, data_dir=config.data_dir,
-            dedupe=config.dedupe, k_core=config.k_core, skip_bad_rows=config.skip_bad_rows,
-            manual_dir=config.manual_dir, actions=config.action_codes,
-        )
+        data = load_dataset(config.dataset, **config.dataset_options())
     except (DatasetRequestError, DataError, DataUnavailableError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return USAGE_ERROR

@@ -176,10 +176,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from input_pipeline.errors import DataError, DataUnavailableError
 
     try:
-        data = load_dataset(
-            base.dataset, data_path=base.data_path, data_dir=base.data_dir, manual_dir=base.manual_dir,
-            dedupe=base.dedupe, k_core=base.k_core, skip_bad_rows=base.skip_bad_rows, actions=base.action_codes,
-        )
+        data = load_dataset(base.dataset, **base.dataset_options())
     except (DatasetRequestError, DataError, DataUnavailableError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return USAGE_ERROR
