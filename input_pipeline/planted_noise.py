@@ -1,19 +1,24 @@
 """Interaction logs with planted accidental clicks, labelled, to check that a sampler learns to drop them.
 
 Generator (per user, real items ``r_0 .. r_{n-1}`` in chronological order):
-after each real item ``r_i`` with ``i`` in ``0..n-3``, one noise click is
+after each real item ``r_i`` with ``i`` in ``0..n-4``, one noise click is
 inserted with probability ``q = f / (1 - f)`` (``f`` = ``noise_fraction``,
-``0 <= f < 0.5``), so about ``f`` of the interactions before ``r_{n-2}`` are
+``0 <= f < 0.5``), so about ``f`` of the interactions before ``r_{n-3}`` are
 noise. The noise item is drawn independently of everything around it, from
 the catalogue uniformly or in proportion to each item's count in the real
-sequences (``popularity``). Users with fewer than 3 real items get no noise.
+sequences (``popularity``). Users with fewer than 4 real items get no noise.
 
 Noise never changes what follows: the real sequence is kept exactly, in
 order, and the next real item does not depend on any noise click. So a
 noise click carries no information about the future, and a sampler that
-drops exactly the noise loses nothing. The last two real items (the
-validation and test targets of leave-one-out) are never separated or
-followed by noise, so metrics still measure real behaviour.
+drops exactly the noise loses nothing. The last three real items are never
+separated or followed by noise: the validation and test targets of
+leave-one-out stay real, and the validation input ends in a real behaviour
+just as the test input does, so early stopping selects on inputs shaped like
+the test's. (Version 1 of this generator let noise precede the validation
+target: 35% of ML-100K's validation inputs ended in a noise click, none of
+the test inputs; ``GENERATOR_VERSION`` is in the default file name so runs on
+the two logs are never confused.)
 
 Rows get timestamps 0, 1, 2, ... per user in emitted order: strictly
 increasing, so preparation keeps this order and no row is an exact duplicate.
@@ -48,6 +53,10 @@ LABEL_COLUMNS = ("user_id", "timestamp", "is_noise")
 OUTPUT_SUBDIR = "planted_noise"
 SYNTHETIC = "synthetic"
 USAGE_ERROR = 2
+GENERATOR_VERSION = 2
+# Real items at the end of each sequence with no noise between or after them:
+# the validation input's newest behaviour, the validation target, the test target.
+CLEAN_TAIL = 3
 
 
 @dataclass(frozen=True)
@@ -98,7 +107,7 @@ def plant_noise(
     insert_probability = noise_fraction / (1 - noise_fraction)
     rows = []
     for user, sequence in zip(user_ids, sequences):
-        noisy_slots = max(len(sequence) - 2, 0)
+        noisy_slots = max(len(sequence) - CLEAN_TAIL, 0)
         planted = rng.random(noisy_slots) < insert_probability
         noise = iter(rng.choice(len(catalogue), size=int(planted.sum()), p=probabilities))
         emitted = []
@@ -181,14 +190,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--output", default=None,
-        help="CSV to write. [default: <data cache>/planted_noise/<base>-f<fraction>-<distribution>-s<seed>.csv, "
+        help="CSV to write. [default: <data cache>/planted_noise/<base>-f<fraction>-<distribution>-s<seed>-v<generator version>.csv, "
              "where <base> for synthetic data is synthetic-u<users>-i<items>-l<length>; outside the repository "
              "because licensed data must not be committed]",
     )
     parser.add_argument("--data_dir", default=None, help="Data cache directory (as for tf_autosam.main).")
     parser.add_argument(
         "--noise_fraction", type=float, default=0.25,
-        help="Share of noise among the interactions before each user's second-to-last real item, "
+        help="Share of noise among the interactions before each user's third-to-last real item, "
              "in [0, 0.5). [default: 0.25]",
     )
     parser.add_argument(
@@ -234,16 +243,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     rows = plant_noise(sequences, user_ids, catalogue, args.noise_fraction, args.distribution, args.seed)
     output = pathlib.Path(args.output) if args.output else (
         resolve_cache_dir(args.data_dir) / OUTPUT_SUBDIR
-        / f"{base_name}-f{args.noise_fraction:g}-{args.distribution}-s{args.seed}.csv"
+        / f"{base_name}-f{args.noise_fraction:g}-{args.distribution}-s{args.seed}-v{GENERATOR_VERSION}.csv"
     )
     write_planted_csv(output, rows)
 
     noise = sum(row.is_noise for row in rows)
     real = len(rows) - noise
-    noisy_region = noise + sum(max(len(sequence) - 2, 0) for sequence in sequences)
+    noisy_region = noise + sum(max(len(sequence) - CLEAN_TAIL, 0) for sequence in sequences)
     print(f"planted-noise log written to {output}")
     print(f"{len(user_ids):,} users, {real:,} real and {noise:,} noise interactions")
-    print(f"realised noise fraction: {noise / max(noisy_region, 1):.4f} before each user's second-to-last real item "
+    print(f"realised noise fraction: {noise / max(noisy_region, 1):.4f} before each user's third-to-last real item "
           f"(requested {args.noise_fraction:g}), {noise / max(len(rows), 1):.4f} overall")
     return 0
 

@@ -19,28 +19,32 @@ def by_user(rows):
     return grouped
 
 
-def test_real_behaviour_kept_in_order_and_last_two_items_real():
+def test_real_behaviour_kept_in_order_and_validation_and_test_inputs_end_real():
     sequences, users, catalogue = synthetic_behaviour(num_users=40, num_items=12, length=9, seed=1)
-    sequences += [["a"], ["a", "b"], ["a", "b", "c"]]
-    users += ["short1", "short2", "short3"]
-    rows = plant_noise(sequences, users, catalogue + ["a", "b", "c"], noise_fraction=0.4, seed=3)
+    sequences += [["a"], ["a", "b"], ["a", "b", "c"]] + [["a", "b", "c", "d"]] * 20
+    users += ["short1", "short2", "short3"] + [f"four{user}" for user in range(20)]
+    rows = plant_noise(sequences, users, catalogue + ["a", "b", "c", "d"], noise_fraction=0.4, seed=3)
     grouped = by_user(rows)
     assert list(grouped) == users
     for user, sequence in zip(users, sequences):
         planted = grouped[user]
         assert [row.item_id for row in planted if not row.is_noise] == sequence
         assert [row.timestamp for row in planted] == list(range(len(planted)))
-        assert [row.is_noise for row in planted[-2:]] == [False, False][:len(planted)]
+        # The last three real items: the validation input's newest, the validation target, the test target.
+        assert [row.is_noise for row in planted[-3:]] == [False, False, False][:len(planted)]
         assert not planted[0].is_noise
-    assert not any(row.is_noise for user in ("short1", "short2") for row in grouped[user])
-    assert sum(row.is_noise for row in rows) > 0
+    assert not any(row.is_noise for user in ("short1", "short2", "short3") for row in grouped[user])
+    # With four real items the only noisy slot is right after the first one.
+    four = [[row.is_noise for row in grouped[f"four{user}"]] for user in range(20)]
+    assert [False, True, False, False, False] in four
+    assert all(labels in ([False] * 4, [False, True, False, False, False]) for labels in four)
 
 
 def test_noise_fraction_of_the_noisy_region_matches_the_request():
     fraction = 0.25
     sequences, users, catalogue = synthetic_behaviour(num_users=1000, num_items=50, length=30, seed=0)
     rows = plant_noise(sequences, users, catalogue, noise_fraction=fraction, seed=0)
-    slots = sum(len(sequence) - 2 for sequence in sequences)
+    slots = sum(len(sequence) - 3 for sequence in sequences)
     noise = sum(row.is_noise for row in rows)
     q = fraction / (1 - fraction)
     assert abs(noise - slots * q) < 5 * math.sqrt(slots * q * (1 - q))
@@ -130,7 +134,7 @@ def test_synthetic_behaviour_walks_to_the_next_item():
 def test_cli_synthetic_writes_the_file_to_the_cache_by_default(tmp_path, capsys):
     argv = ["--base=synthetic", f"--data_dir={tmp_path}", "--num_users=10", "--num_items=8", "--length=6", "--seed=1"]
     assert planted_noise.main(argv) == 0
-    written = tmp_path / "planted_noise" / "synthetic-u10-i8-l6-f0.25-uniform-s1.csv"
+    written = tmp_path / "planted_noise" / "synthetic-u10-i8-l6-f0.25-uniform-s1-v2.csv"
     assert written.read_text(encoding="utf-8").startswith("user_id,item_id,timestamp,is_noise\n")
     output = capsys.readouterr().out
     assert str(written) in output and "10 users, 60 real" in output
