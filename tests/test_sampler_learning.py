@@ -65,9 +65,10 @@ def planted_log(tmp_path_factory):
     return data, planted_noise.read_noise_labels(folder / "log.csv")
 
 
-def test_default_sampler_separates_planted_noise_from_real_behaviour(planted_log):
+@pytest.mark.parametrize("preset_name", ["default", "denoise"])
+def test_sampler_separates_planted_noise_from_real_behaviour(planted_log, preset_name):
     data, labels = planted_log
-    config = preset("default").replace(**SMALL)
+    config = preset(preset_name).replace(**SMALL)
     separation = noise_separation(_train(config, data, steps=400), data, labels)
     assert separation["auc"] >= 0.8
     assert separation["keep_probability_real"] > separation["keep_probability_noise"] + 0.2
