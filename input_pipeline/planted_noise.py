@@ -190,8 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--output", default=None,
-        help="CSV to write. [default: <data cache>/planted_noise/<base>-f<fraction>-<distribution>-s<seed>-v<generator version>.csv, "
-             "where <base> for synthetic data is synthetic-u<users>-i<items>-l<length>; outside the repository "
+        help="CSV to write. [default: <data cache>/planted_noise/"
+             "<base>-f<fraction>-<distribution>-s<seed>-v<generator version>.csv, where <base> for "
+             "synthetic data is synthetic-u<users>-i<items>-l<length>; outside the repository "
              "because licensed data must not be committed]",
     )
     parser.add_argument("--data_dir", default=None, help="Data cache directory (as for tf_autosam.main).")
