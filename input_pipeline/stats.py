@@ -67,9 +67,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     try:
         data = load_dataset(
-            config.dataset, data_path=config.data_path, data_dir=config.data_dir, manual_dir=config.manual_dir,
-            dedupe=config.dedupe, k_core=config.k_core, skip_bad_rows=config.skip_bad_rows,
-            actions=config.action_codes, log=lambda line: print(line, file=sys.stderr),
+            config.dataset, **config.dataset_options(), log=lambda line: print(line, file=sys.stderr)
         )
     except (DatasetRequestError, DataError, DataUnavailableError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
