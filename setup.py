@@ -28,6 +28,6 @@ setup(
     python_requires=">=3.10,<3.13",
     packages=find_packages(include=["tf_autosam", "tf_autosam.*", "input_pipeline", "input_pipeline.*", "serving", "serving.*"]),
     install_requires=INSTALL_REQUIRES,
-    extras_require={"test": ["pytest>=8,<10"]},
+    extras_require={"test": ["pytest>=8,<10", "pytest-xdist>=3.6,<4"]},
     entry_points={"console_scripts": ["tf-autosam=tf_autosam.main:main"]},
 )
