@@ -73,12 +73,14 @@ def full_softmax_loss(hidden: tf.Tensor, targets: tf.Tensor, item_table: tf.Tens
 
 
 def target_log_probabilities(hidden: tf.Tensor, targets: tf.Tensor, item_table: tf.Tensor) -> tf.Tensor:
-    """[batch, L] full-softmax log P(target) at every position, 0 where there is no target."""
-    has_target = tf.not_equal(targets, PADDING_ID)
-    flat_hidden = tf.reshape(hidden, [-1, tf.shape(hidden)[-1]])
-    flat_targets = tf.reshape(tf.where(has_target, targets, PADDING_ID + 1), [-1])
-    log_probability = -tf.reshape(_catalogue_cross_entropy(flat_hidden, flat_targets, item_table), tf.shape(targets))
-    return tf.where(has_target, log_probability, 0.0)
+    """[batch, L] full-softmax log P(target) at every position, 0 where there is no target.
+
+    Only positions with a target are scored: the left padding of short or
+    compacted windows costs no [*, N] logits.
+    """
+    scored = tf.where(tf.not_equal(targets, PADDING_ID))
+    log_probability = -_catalogue_cross_entropy(tf.gather_nd(hidden, scored), tf.gather_nd(targets, scored), item_table)
+    return tf.scatter_nd(scored, log_probability, tf.shape(targets, out_type=tf.int64))
 
 
 def sampled_target_log_probabilities(
