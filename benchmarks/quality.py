@@ -34,7 +34,7 @@ from input_pipeline.cache import atomic_write_text
 from input_pipeline.datasets import load_dataset
 from input_pipeline.planted_noise import read_noise_labels
 from tf_autosam.backbones import REGISTRY as BACKBONES
-from tf_autosam.config import preset
+from tf_autosam.config import INFERENCE_MODES, preset
 from tf_autosam.evaluation import RankingEvaluator, inference_keep_rate
 from tf_autosam.inspection import noise_separation
 from tf_autosam.metrics import DEFAULT_CUTOFFS, metrics_from_ranks, paired_permutation_test
@@ -43,7 +43,6 @@ from tf_autosam.run_directory import RunDirectory
 from tf_autosam.training import EvaluationData, load_best_model, run_training
 
 METRICS = [f"{name}@{k}" for k in DEFAULT_CUTOFFS for name in ("NDCG", "Recall")] + ["MRR@10"]
-INFERENCE_MODES = ("deterministic", "stochastic", "keep_all")
 # Config fields this script sets itself for every run; --overrides may not set them too.
 CONTROLLED_FIELDS = {"dataset", "data_path", "data_dir", "model", "backbone", "max_len", "seed", "verbose"}
 

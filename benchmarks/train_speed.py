@@ -37,7 +37,7 @@ from input_pipeline.datasets import load_dataset
 from input_pipeline.prepare import PreparedData
 from tf_autosam import distribution, models
 from tf_autosam.evaluation import RankingEvaluator
-from tf_autosam.config import TrainerConfig, preset
+from tf_autosam.config import INFERENCE_MODES, TrainerConfig, preset
 
 ML100K_ITEMS = 1682
 
@@ -176,7 +176,7 @@ def main() -> None:
     parser.add_argument("--k_core", type=int, default=None, help="k-core filter of --dataset (default: the dataset's own; 0 keeps the whole catalogue).")
     parser.add_argument("--models", default="sasrec,autosam", help="Comma-separated models to time.")
     parser.add_argument("--variants", default=None, help=f"Comma-separated execution variants ({', '.join(VARIANTS)}); the first is the baseline of the step-time ratios. [default: default,xla,mirrored, plus mixed on a GPU]")
-    parser.add_argument("--inference_mode", default="deterministic", choices=("deterministic", "stochastic", "keep_all"),
+    parser.add_argument("--inference_mode", default="deterministic", choices=INFERENCE_MODES,
                         help="AutoSAM's inference mode in the timed evaluation, whatever the preset's (the evaluation-cost target is set for deterministic).")
     parser.add_argument("--steps", type=int, default=20, help="Steps per timed run.")
     parser.add_argument("--eval_users", type=int, default=1024, help="Synthetic users per timed evaluation (0 = time training only).")

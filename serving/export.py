@@ -48,7 +48,7 @@ from input_pipeline.schema import PADDING_ID
 from serving import protocol
 from serving.retrieval import brute_force_layer, top_k_excluding
 from serving.protocol import DEFAULT_MODEL_NAME
-from tf_autosam.config import TrainerConfig
+from tf_autosam.config import INFERENCE_MODES, TrainerConfig
 from tf_autosam.models import SequentialRecommender, popularity_counts
 from tf_autosam.run_directory import CONFIG_FILE, saved_config
 
@@ -276,7 +276,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--export_base", required=True, help="Folder of exported models: <export_base>/<model_name>/<version>/.")
     parser.add_argument("--model_name", default=DEFAULT_MODEL_NAME, help=f"Model name TF Serving serves it under. [default: {DEFAULT_MODEL_NAME}]")
     parser.add_argument("--k", type=int, default=DEFAULT_K, help=f"Recommendations per request of the serving_default signature. [default: {DEFAULT_K}]")
-    parser.add_argument("--inference_mode", default="deterministic", choices=("deterministic", "stochastic", "keep_all"),
+    parser.add_argument("--inference_mode", default="deterministic", choices=INFERENCE_MODES,
                         help="How the AutoSAM sampler acts when serving. [default: deterministic]")
     parser.add_argument("--jit_compile", action="store_true",
                         help="Compile the model inside the signatures with XLA (on CPU 1.2x faster at batch 1, 1.5x at batch 32); "

@@ -24,6 +24,9 @@ def _field(default: Any, help: str, choices: Optional[tuple] = None, sampler: bo
 
 LARGE_CATALOGUE_NEGATIVES = 10_000
 
+# How AutoSAM's sampler acts at evaluation and serving (``inference_mode``).
+INFERENCE_MODES = ("deterministic", "stochastic", "keep_all")
+
 # ``--strategy`` values, built by ``tf_autosam.distribution.make_strategy``.
 STRATEGIES = ("default", "mirrored", "multi_worker", "parameter_server")
 
@@ -71,7 +74,7 @@ class TrainerConfig:
     entropy_weight: float = _field(0.0, "Weight of a bonus for the keep decisions' entropy in the sampler's loss; keeps keep probabilities from saturating at 0 or 1 (reference: 0).", sampler=True)
     target_keep_rate: Optional[float] = _field(None, "If set (0 < rate <= 1), pull the mean keep probability towards this rate with a quadratic penalty on the sampler; unset = the rewards alone decide.", sampler=True)
     keep_rate_weight: float = _field(1.0, "Weight of the target_keep_rate penalty (squared distance of the batch's mean keep probability to the target).", sampler=True)
-    inference_mode: str = _field("deterministic", "How the sampler acts at evaluation: deterministic (keep p >= 0.5, last item always), stochastic (Bernoulli draws averaged), keep_all (sampler off).", ("deterministic", "stochastic", "keep_all"), sampler=True)
+    inference_mode: str = _field("deterministic", "How the sampler acts at evaluation: deterministic (keep p >= 0.5, last item always), stochastic (Bernoulli draws averaged), keep_all (sampler off).", INFERENCE_MODES, sampler=True)
     inference_draws: int = _field(1, "Bernoulli draws averaged per user in stochastic inference (seeded, so reproducible).", sampler=True)
 
     # Training.

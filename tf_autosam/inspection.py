@@ -22,6 +22,7 @@ import tensorflow as tf
 from input_pipeline.pipeline import left_pad
 from input_pipeline.prepare import PreparedData
 from input_pipeline.schema import PADDING_ID
+from tf_autosam.config import INFERENCE_MODES
 from tf_autosam.models import AutoSAMRecommender
 from tf_autosam.run_directory import CONFIG_FILE, saved_config
 from tf_autosam.training import load_best_model
@@ -112,7 +113,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--run_dir", required=True, help="Directory of a finished autosam run (config.json and checkpoints/).")
     parser.add_argument("--user", action="append", required=True, help="Raw user id to show; repeat for several users.")
     parser.add_argument("--split", default="test", choices=SPLITS, help="Whose input window: test (history before the last item) or validation.")
-    parser.add_argument("--inference_mode", default=None, choices=("deterministic", "stochastic", "keep_all"),
+    parser.add_argument("--inference_mode", default=None, choices=INFERENCE_MODES,
                         help="Override the run's inference mode for the keep decisions.")
     args = parser.parse_args(argv)
 
