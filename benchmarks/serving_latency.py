@@ -1,16 +1,19 @@
 """Serving latency: p50 / p99 and throughput, in process and over gRPC, batch 1 and 32.
 
-    python benchmarks/serving_latency.py [--num_items=1682,1000000] [--requests=300] [--jit_compile] [--intra_op_threads=1]
-        [--breakdown]
+    python benchmarks/serving_latency.py [--preset=default] [--num_items=1682,1000000] [--requests=300] [--jit_compile]
+        [--intra_op_threads=1] [--breakdown]
 
-For each catalogue size, an AutoSAM model of the reference architecture
-(d 128, 2 blocks, max_len 100; latency does not depend on the weights, so it
-is not trained) is exported exactly as a run exports it, then queried with
-full-length histories of random catalogue items: in process through the
-SavedModel's signature, and over gRPC through ``serving.client`` against
-``serving.local_server`` on 127.0.0.1. Latency is per request (a request
-holds ``batch`` histories); throughput is histories per second of one client
-issuing requests back to back.
+For each catalogue size, an AutoSAM model of ``--preset`` (default: the
+preset ``python -m tf_autosam.main`` trains and exports; d 128, 2 blocks,
+max_len 100) is exported exactly as a run exports it, untrained, then
+queried with full-length histories of random catalogue items: in process
+through the SavedModel's signature, and over gRPC through ``serving.client``
+against ``serving.local_server`` on 127.0.0.1. Latency is per request (a
+request holds ``batch`` histories); throughput is histories per second of one
+client issuing requests back to back. The weights matter in one way only:
+the compacted pass is as wide as the longest kept history of the request,
+so each line prints the share of the histories the untrained sampler kept
+(a trained one on ML-100K keeps about 80%).
 
 ``--breakdown`` splits a gRPC request's latency instead: the signature alone,
 the server's request handling without transport (``PredictionServicer``), a
@@ -44,7 +47,7 @@ from serving.export import export_model  # noqa: E402
 from serving.local_server import LocalServer, PredictionServicer  # noqa: E402
 from serving import protocol  # noqa: E402
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc  # noqa: E402
-from tf_autosam.config import preset  # noqa: E402
+from tf_autosam.config import PRESETS, preset  # noqa: E402
 from tf_autosam.models import build_recommender  # noqa: E402
 
 MODEL_NAME = "autosam"
@@ -150,6 +153,7 @@ def print_breakdown(server: LocalServer, served: Callable[..., object], client: 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="default", choices=sorted(PRESETS), help="Preset of the exported model (default: what the main job exports).")
     parser.add_argument("--num_items", default="1682,1000000", help="Comma-separated catalogue sizes (1682 = ML-100K).")
     parser.add_argument("--batches", default="1,32", help="Comma-separated histories per request.")
     parser.add_argument("--requests", type=int, default=300, help="Timed requests per setting (p99 needs at least 100).")
@@ -159,14 +163,15 @@ def main() -> None:
     parser.add_argument("--intra_op_threads", type=int, default=0, help="Threads per TensorFlow op, in process and in the server (serving.local_server --intra_op_threads); 0: every core.")
     args = parser.parse_args()
     tf.config.threading.set_intra_op_parallelism_threads(args.intra_op_threads)
-    config = preset("reference").replace(model="autosam", inference_mode="deterministic", seed=args.seed)
+    config = preset(args.preset).replace(model="autosam", inference_mode="deterministic", seed=args.seed)
     rng = np.random.default_rng(args.seed)
-    print(f"model: autosam, d {config.hidden_size}, {config.num_blocks} blocks, max_len {config.max_len}, deterministic sampler"
+    print(f"model: autosam, preset {args.preset}, d {config.hidden_size}, {config.num_blocks} blocks, max_len {config.max_len}, "
+          f"deterministic sampler{', surprise feature (one more backbone pass)' if config.sampler_surprise else ''}"
           f"{', compiled with XLA' if args.jit_compile else ''}, intra-op threads {args.intra_op_threads or 'all cores'}")
     if args.breakdown:
         print(f"{'items':>9} {'batch':>5} {'part of a request':<30} {'p50 ms':>8}")
     else:
-        print(f"{'items':>9} {'batch':>5} {'path':<10} {'p50 ms':>8} {'p99 ms':>8} {'histories/s':>12}")
+        print(f"{'items':>9} {'batch':>5} {'path':<10} {'p50 ms':>8} {'p99 ms':>8} {'histories/s':>12} {'kept %':>7}")
     for num_items in (int(value) for value in args.num_items.split(",")):
         data = synthetic_catalogue(num_items, rng)
         tf.keras.utils.set_random_seed(args.seed)
@@ -184,10 +189,11 @@ def main() -> None:
                             print_breakdown(server, served, client, histories, f"{num_items:>9,} {batch:>5}")
                             continue
                         history = tf.constant(histories)
+                        kept = 100 * float(tf.reduce_mean(tf.cast(served(history=history)["kept"], tf.float32)))
                         for path, call in (("in process", lambda: served(history=history)),
                                            ("gRPC", lambda: client.recommend(histories))):
                             p50, p99, rate = timed(call, args.requests)
-                            print(f"{num_items:>9,} {batch:>5} {path:<10} {p50:8.2f} {p99:8.2f} {rate * batch:12,.0f}", flush=True)
+                            print(f"{num_items:>9,} {batch:>5} {path:<10} {p50:8.2f} {p99:8.2f} {rate * batch:12,.0f} {kept:7.0f}", flush=True)
             finally:
                 server.stop()
 
