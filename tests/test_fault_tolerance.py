@@ -16,6 +16,7 @@ import tensorflow as tf
 from input_pipeline import pipeline
 from input_pipeline.datasets import load_dataset
 from logs import write_interaction_log
+from tf_autosam import fault_tolerance
 from tf_autosam import main as cli
 from tf_autosam import preflight
 from tf_autosam.config import preset
@@ -56,6 +57,13 @@ def epochs_without_timing(run_dir: pathlib.Path) -> list[dict]:
     return [{k: v for k, v in epoch.items() if k != "seconds"} for epoch in json.loads((run_dir / "epochs.json").read_text())]
 
 
+def assert_same_epochs(resumed_run: pathlib.Path, whole_run: pathlib.Path) -> None:
+    resumed_epochs, whole_epochs = epochs_without_timing(resumed_run), epochs_without_timing(whole_run)
+    assert len(resumed_epochs) == len(whole_epochs)
+    for resumed_epoch, whole_epoch in zip(resumed_epochs, whole_epochs):
+        assert resumed_epoch == pytest.approx(whole_epoch, rel=1e-5, abs=1e-7)
+
+
 def test_a_run_killed_mid_epoch_resumes_and_ends_as_an_uninterrupted_one(tmp_path, tiny_csv):
     data_dir = tmp_path / "cache"
     per_epoch = steps_per_epoch(tiny_csv, data_dir)
@@ -88,14 +96,47 @@ def test_a_run_killed_mid_epoch_resumes_and_ends_as_an_uninterrupted_one(tmp_pat
     output = run_to_end(command(tiny_csv, data_dir, killed, *backup))
     resumed_at = re.search(r"resuming from the backup .*: epoch (\d+), batch (\d+)", output)
     assert resumed_at and int(resumed_at.group(1)) > 1 and int(resumed_at.group(2)) > 1, output  # mid-epoch
-    resumed_epochs, whole_epochs = epochs_without_timing(killed), epochs_without_timing(tmp_path / "whole")
-    assert len(resumed_epochs) == len(whole_epochs)
-    for resumed_epoch, whole_epoch in zip(resumed_epochs, whole_epochs):
-        assert resumed_epoch == pytest.approx(whole_epoch, rel=1e-5, abs=1e-7)
+    assert_same_epochs(killed, tmp_path / "whole")
     whole, resumed = (json.loads((run / "metrics.json").read_text()) for run in (tmp_path / "whole", killed))
     assert resumed["best_epoch"] == whole["best_epoch"]
     assert resumed["test"] == pytest.approx(whole["test"], abs=1e-6)
     assert not (killed / "backup").exists()
+
+
+def test_a_run_resumed_after_its_best_epoch_reports_and_keeps_that_epoch(tmp_path, monkeypatch):
+    """Keras' EarlyStopping takes the first epoch a process sees as the best when it holds no best weights:
+    a resume after the best epoch must still end with the best epoch's weights and metrics."""
+    csv = write_interaction_log(tmp_path / "log.csv", users=60, items=40, seed=6, random_items=True)
+    flags = ["--model=sasrec", "--epochs=20", "--patience=2", "--max_len=8", "--hidden_size=16", "--num_heads=2",
+             "--ffn_size=16", "--num_blocks=1", "--batch_size=8", "--dropout=0", "--verbose=0", "--no-export"]
+
+    def train(run_dir: pathlib.Path) -> dict:
+        assert cli.main(["--dataset=csv", f"--data_path={csv}", f"--data_dir={tmp_path / 'cache'}",
+                         f"--run_dir={run_dir}", *flags]) == 0
+        return json.loads((run_dir / "metrics.json").read_text())
+
+    whole = train(tmp_path / "whole")
+    best_epoch = whole["best_epoch"]
+    # Stopped after one epoch beyond the best, the resumed process holds that epoch's weights, not the best.
+    assert best_epoch + 1 < whole["epochs_run"], whole
+
+    end_of_epoch = fault_tolerance.ResumeState.on_epoch_end
+
+    def killed_an_epoch_after_the_best(self, epoch, logs=None):
+        end_of_epoch(self, epoch, logs)
+        if epoch + 1 == best_epoch + 1:
+            raise KeyboardInterrupt
+
+    interrupted = tmp_path / "interrupted"
+    with monkeypatch.context() as patched:
+        patched.setattr(fault_tolerance.ResumeState, "on_epoch_end", killed_an_epoch_after_the_best)
+        with pytest.raises(KeyboardInterrupt):
+            train(interrupted)
+    resumed = train(interrupted)
+    assert resumed["best_epoch"] == best_epoch
+    assert resumed["test"] == pytest.approx(whole["test"], abs=1e-6)
+    assert resumed["validation"] == pytest.approx(whole["validation"], abs=1e-6)
+    assert_same_epochs(interrupted, tmp_path / "whole")
 
 
 def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_backup(tmp_path, tiny_csv, capsys):

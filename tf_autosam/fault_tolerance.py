@@ -111,6 +111,10 @@ class ResumeState(tf.keras.callbacks.Callback):
         state = self.resume.state
         for name in ("wait", "best", "best_epoch", "stopped_epoch"):
             setattr(self.stopper, name, state["stopper"][name])
+        # EarlyStopping holding no best weights takes the next epoch as the best one. The best
+        # epoch predates this process; its weights are in the best checkpoint, which
+        # fit_recommender reads back unless a later epoch beats it (and replaces these).
+        self.stopper.best_weights = self.model.get_weights()
         self.best_checkpoint.best = state["best"]
         self.epochs[:] = state["epochs"]
         self._tracker_values = [[v.numpy() for v in metric.variables] for metric in self.model.metrics]

@@ -143,8 +143,8 @@ def fit_recommender(
     _write_config_summary(run, config)
     model.fit(train, epochs=config.epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks,
               verbose=1 if config.verbose == 1 else 0)
-    if model.stop_training and stopper.best_weights is None:
-        # Stopped early after a resume: the best epoch's weights predate this process, so read them back.
+    if resume is not None and stopper.best_epoch < resume.epoch:
+        # The best epoch ended before this process resumed: its weights are only in the best checkpoint.
         model.load_weights(str(run.checkpoint_dir / "best")).expect_partial()
     best = recorder.epochs[stopper.best_epoch]
     summary = {"best_epoch": best["epoch"], "epochs_run": len(recorder.epochs)}
