@@ -13,10 +13,18 @@ candidate outside the shortlist can be in the top k. When it does not, and
 for batches above ``max_shortlist_batch`` (where the bfloat16 product is compute bound and, on
 CPUs without bfloat16 units, slower than float32), the float32 brute force of
 the parent class answers. Measured in BUILD_NOTES.md ("Serving latency").
+
+The shortlist pays only where TensorFlow's bfloat16 products are fast: on
+x86 CPUs with AVX-512 (oneDNN's bfloat16 kernels). On AVX2-only CPUs they
+fall back to generic kernels: a [1, 128] x [128, 1M] product measured 569 ms
+in bfloat16 against 66 ms in float32 (BUILD_NOTES.md, "bfloat16 on AVX2").
+So the shortlist is chosen for the CPU, by default the exporting machine's.
 """
 
 from __future__ import annotations
 
+import pathlib
+import re
 from typing import Optional
 
 import tensorflow as tf
@@ -98,8 +106,24 @@ def top_k_excluding(
     return tf.gather(scores, order, batch_dims=1), tf.gather(identifiers, order, batch_dims=1)
 
 
-def brute_force_layer(num_items: int, k: int) -> tfrs.layers.factorized_top_k.BruteForce:
-    """The top-k layer for a catalogue of ``num_items``: the bfloat16 shortlist from SHORTLIST_MIN_ITEMS on."""
-    if num_items >= SHORTLIST_MIN_ITEMS:
+def cpu_runs_bfloat16_fast(cpuinfo: pathlib.Path = pathlib.Path("/proc/cpuinfo")) -> bool:
+    """Whether this machine's CPU has the AVX-512 (or AMX) units that TensorFlow's fast bfloat16 kernels need.
+
+    False where ``cpuinfo`` cannot be read (not Linux, not x86): the float32
+    brute force is the choice that is never much slower.
+    """
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return False
+    return re.search(r"^flags\s*:.*\b(avx512bw|amx_bf16)\b", text, re.MULTILINE) is not None
+
+
+def brute_force_layer(num_items: int, k: int, bfloat16_shortlist: Optional[bool] = None) -> tfrs.layers.factorized_top_k.BruteForce:
+    """The top-k layer for a catalogue of ``num_items``: the bfloat16 shortlist from SHORTLIST_MIN_ITEMS on
+    where ``bfloat16_shortlist`` asks for it (None: where this machine's CPU runs bfloat16 fast)."""
+    if bfloat16_shortlist is None:
+        bfloat16_shortlist = cpu_runs_bfloat16_fast()
+    if bfloat16_shortlist and num_items >= SHORTLIST_MIN_ITEMS:
         return ShortlistBruteForce(k=k)
     return tfrs.layers.factorized_top_k.BruteForce(k=k)

@@ -71,10 +71,26 @@ def test_scores_bfloat16_cannot_order_fall_back_to_the_exact_pass():
     np.testing.assert_array_equal(items.numpy()[0], np.arange(NUM_ITEMS, NUM_ITEMS - 10, -1))
 
 
-def test_large_catalogues_get_the_shortlist():
-    assert isinstance(retrieval.brute_force_layer(retrieval.SHORTLIST_MIN_ITEMS, 10), ShortlistBruteForce)
-    small = retrieval.brute_force_layer(retrieval.SHORTLIST_MIN_ITEMS - 1, 10)
-    assert type(small) is tfrs.layers.factorized_top_k.BruteForce
+def test_large_catalogues_get_the_shortlist_where_asked_for_it():
+    assert isinstance(retrieval.brute_force_layer(retrieval.SHORTLIST_MIN_ITEMS, 10, True), ShortlistBruteForce)
+    for num_items, shortlist in ((retrieval.SHORTLIST_MIN_ITEMS - 1, True), (retrieval.SHORTLIST_MIN_ITEMS, False)):
+        assert type(retrieval.brute_force_layer(num_items, 10, shortlist)) is tfrs.layers.factorized_top_k.BruteForce
+
+
+@pytest.mark.parametrize("cpuinfo, fast", [
+    ("flags\t\t: fpu sse2 avx avx2 fma\n", False),  # AVX2 only
+    ("flags\t\t: fpu avx2 avx512f avx512dq avx512bw avx512vl\n", True),
+    ("flags\t\t: fpu avx2 amx_bf16 amx_tile\n", True),
+    ("model name\t: avx512bw in a name\nflags\t\t: fpu avx2\n", False),  # only the flags line counts
+    (None, False),  # unreadable (not Linux)
+])
+def test_the_shortlist_is_chosen_for_cpus_with_fast_bfloat16(tmp_path, monkeypatch, cpuinfo, fast):
+    path = tmp_path / "cpuinfo"
+    if cpuinfo is not None:
+        path.write_text(cpuinfo)
+    assert retrieval.cpu_runs_bfloat16_fast(path) is fast
+    monkeypatch.setattr(retrieval, "cpu_runs_bfloat16_fast", lambda: fast)
+    assert isinstance(retrieval.brute_force_layer(retrieval.SHORTLIST_MIN_ITEMS, 10), ShortlistBruteForce) is fast
 
 
 @pytest.mark.parametrize("layer_class", [tfrs.layers.factorized_top_k.BruteForce, ShortlistBruteForce])
