@@ -1,4 +1,11 @@
-"""Exact top-k over the catalogue: tensorflow-recommenders' brute force, with a faster path for large ones.
+"""Exact top-k over the catalogue: tensorflow-recommenders' brute force, with faster paths for large catalogues.
+
+``ColumnMajorBruteForce`` is TFRS's float32 brute force over the candidate
+table stored [d, N] instead of [N, d]: the scores are then a plain
+[batch, d] x [d, N] product, which TensorFlow's CPU kernels stream at close
+to memory bandwidth, where the transposed product over [N, d] ran at half
+of it (1M x 128, batch 1: 34-41 ms against 63-67 ms; BUILD_NOTES.md,
+"bfloat16 on AVX2").
 
 At batch 1 a brute-force top-k over a large catalogue is bound by reading
 the float32 [N, d] candidate table (512 MB at 1M items and d 128), not by
@@ -39,7 +46,31 @@ DEFAULT_MAX_SHORTLIST_BATCH = 4
 BFLOAT16_SCORE_ERROR = 2.0**-6
 
 
-class ShortlistBruteForce(tfrs.layers.factorized_top_k.BruteForce):
+class ColumnMajorBruteForce(tfrs.layers.factorized_top_k.BruteForce):
+    """TFRS's brute force with the candidates held as one [d, N] variable (see the module docstring)."""
+
+    def index(self, candidates: tf.Tensor, identifiers: Optional[tf.Tensor] = None) -> ColumnMajorBruteForce:
+        candidates = tf.convert_to_tensor(candidates)
+        if identifiers is None:
+            identifiers = tf.range(candidates.shape[0])
+        if candidates.shape.rank != 2 or candidates.shape[0] != identifiers.shape[0]:
+            raise ValueError(f"candidates must be [N, d] with one identifier per row (got {candidates.shape} "
+                             f"and {identifiers.shape[0]} identifiers)")
+        self._identifiers = self.add_weight(name="identifiers", dtype=identifiers.dtype, shape=identifiers.shape,
+                                            initializer="zeros", trainable=False)
+        self._candidates = self.add_weight(name="candidates_by_column", dtype=candidates.dtype,
+                                           shape=[candidates.shape[1], candidates.shape[0]], initializer="zeros",
+                                           trainable=False)
+        self._identifiers.assign(identifiers)
+        self._candidates.assign(tf.transpose(candidates))
+        self._reset_tf_function_cache()
+        return self
+
+    def _compute_score(self, queries: tf.Tensor, candidates: tf.Tensor) -> tf.Tensor:
+        return tf.matmul(queries, candidates)
+
+
+class ShortlistBruteForce(ColumnMajorBruteForce):
     """Brute-force top-k that reads a bfloat16 copy of the candidates for small batches; exact (see module docstring)."""
 
     def __init__(
@@ -75,7 +106,7 @@ class ShortlistBruteForce(tfrs.layers.factorized_top_k.BruteForce):
         shortlist = tf.minimum(tf.maximum(k, self.shortlist), num_candidates)
         approximate = tf.matmul(tf.cast(queries, tf.bfloat16), self._compressed, transpose_b=True)
         approximate_top, rows = tf.math.top_k(approximate, shortlist)
-        rescored = tf.einsum("bd,bsd->bs", queries, tf.gather(self._candidates, rows))
+        rescored = tf.einsum("bd,dbs->bs", queries, tf.gather(self._candidates, rows, axis=1))
         scores, order = tf.math.top_k(rescored, k)
         rows = tf.gather(rows, order, batch_dims=1)
         bound = BFLOAT16_SCORE_ERROR * tf.norm(queries, axis=1) * self._max_norm
@@ -121,9 +152,10 @@ def cpu_runs_bfloat16_fast(cpuinfo: pathlib.Path = pathlib.Path("/proc/cpuinfo")
 
 def brute_force_layer(num_items: int, k: int, bfloat16_shortlist: Optional[bool] = None) -> tfrs.layers.factorized_top_k.BruteForce:
     """The top-k layer for a catalogue of ``num_items``: the bfloat16 shortlist from SHORTLIST_MIN_ITEMS on
-    where ``bfloat16_shortlist`` asks for it (None: where this machine's CPU runs bfloat16 fast)."""
+    where ``bfloat16_shortlist`` asks for it (None: where this machine's CPU runs bfloat16 fast), else the
+    column-major float32 brute force."""
     if bfloat16_shortlist is None:
         bfloat16_shortlist = cpu_runs_bfloat16_fast()
     if bfloat16_shortlist and num_items >= SHORTLIST_MIN_ITEMS:
         return ShortlistBruteForce(k=k)
-    return tfrs.layers.factorized_top_k.BruteForce(k=k)
+    return ColumnMajorBruteForce(k=k)

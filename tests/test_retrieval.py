@@ -1,4 +1,4 @@
-"""The bfloat16 shortlist top-k: the same answer as TFRS's float32 brute force, and its error bound holds."""
+"""The column-major and bfloat16-shortlist top-k: the same answer as TFRS's float32 brute force, and the shortlist's error bound holds."""
 
 import numpy as np
 import pytest
@@ -6,7 +6,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from serving import retrieval
-from serving.retrieval import BFLOAT16_SCORE_ERROR, ShortlistBruteForce
+from serving.retrieval import BFLOAT16_SCORE_ERROR, ColumnMajorBruteForce, ShortlistBruteForce
 
 NUM_ITEMS, WIDTH, SHORTLIST = 3000, 16, 64
 
@@ -21,15 +21,18 @@ def random_candidates(seed: int) -> np.ndarray:
     return (rng.standard_normal((NUM_ITEMS, WIDTH)) * rng.uniform(0.01, 0.1, (NUM_ITEMS, 1))).astype(np.float32)
 
 
+@pytest.mark.parametrize("make_layer", [
+    lambda: ShortlistBruteForce(k=10, shortlist=SHORTLIST, max_shortlist_batch=4), lambda: ColumnMajorBruteForce(k=10),
+], ids=["shortlist", "column_major"])
 @pytest.mark.parametrize("batch", [1, 3, 9])
-def test_same_top_k_as_float32_brute_force_with_exclusions(batch):
+def test_same_top_k_as_float32_brute_force_with_exclusions(batch, make_layer):
     candidates = random_candidates(seed=batch)
-    shortlist = indexed(ShortlistBruteForce(k=10, shortlist=SHORTLIST, max_shortlist_batch=4), candidates)
+    layer = indexed(make_layer(), candidates)
     reference = indexed(tfrs.layers.factorized_top_k.BruteForce(k=10), candidates)
     rng = np.random.default_rng(batch)
     queries = tf.constant(rng.standard_normal((batch, WIDTH)).astype(np.float32))
     exclusions = tf.constant(rng.integers(1, NUM_ITEMS + 1, (batch, 20)).astype(np.int32))
-    scores, items = shortlist.query_with_exclusions(queries, exclusions, k=10)
+    scores, items = layer.query_with_exclusions(queries, exclusions, k=10)
     expected_scores, expected_items = reference.query_with_exclusions(queries, exclusions, k=10)
     np.testing.assert_array_equal(items.numpy(), expected_items.numpy())
     np.testing.assert_allclose(scores.numpy(), expected_scores.numpy(), rtol=1e-5, atol=1e-6)
@@ -74,7 +77,7 @@ def test_scores_bfloat16_cannot_order_fall_back_to_the_exact_pass():
 def test_large_catalogues_get_the_shortlist_where_asked_for_it():
     assert isinstance(retrieval.brute_force_layer(retrieval.SHORTLIST_MIN_ITEMS, 10, True), ShortlistBruteForce)
     for num_items, shortlist in ((retrieval.SHORTLIST_MIN_ITEMS - 1, True), (retrieval.SHORTLIST_MIN_ITEMS, False)):
-        assert type(retrieval.brute_force_layer(num_items, 10, shortlist)) is tfrs.layers.factorized_top_k.BruteForce
+        assert type(retrieval.brute_force_layer(num_items, 10, shortlist)) is ColumnMajorBruteForce
 
 
 @pytest.mark.parametrize("cpuinfo, fast", [
@@ -93,7 +96,7 @@ def test_the_shortlist_is_chosen_for_cpus_with_fast_bfloat16(tmp_path, monkeypat
     assert isinstance(retrieval.brute_force_layer(retrieval.SHORTLIST_MIN_ITEMS, 10), ShortlistBruteForce) is fast
 
 
-@pytest.mark.parametrize("layer_class", [tfrs.layers.factorized_top_k.BruteForce, ShortlistBruteForce])
+@pytest.mark.parametrize("layer_class", [tfrs.layers.factorized_top_k.BruteForce, ColumnMajorBruteForce, ShortlistBruteForce])
 def test_top_k_excluding_a_history_of_any_width_matches_numpy(layer_class):
     candidates = random_candidates(seed=11)
     layer = indexed(layer_class(k=10), candidates)
