@@ -8,7 +8,7 @@ of it (1M x 128, batch 1: 34-41 ms against 63-67 ms; BUILD_NOTES.md,
 "bfloat16 on AVX2").
 
 At batch 1 a brute-force top-k over a large catalogue is bound by reading
-the float32 [N, d] candidate table (512 MB at 1M items and d 128), not by
+the float32 candidate table (512 MB at 1M items and d 128), not by
 arithmetic. ``ShortlistBruteForce`` scores a bfloat16 copy instead (half the
 bytes), keeps the ``shortlist`` best approximate scores, and rescores those
 in float32. The answer is still exact: a bfloat16 score differs from the
