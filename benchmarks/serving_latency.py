@@ -13,7 +13,7 @@ request holds ``batch`` histories); throughput is histories per second of one
 client issuing requests back to back. The weights matter in one way only:
 the compacted pass is as wide as the longest kept history of the request,
 so each line prints the share of the histories the untrained sampler kept
-(a trained one on ML-100K keeps about 80%).
+(the `default` preset trained on ML-100K keeps 89% of the test inputs).
 
 ``--breakdown`` splits a gRPC request's latency instead: the signature alone,
 the server's request handling without transport (``PredictionServicer``), a
