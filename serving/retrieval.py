@@ -70,8 +70,14 @@ class ColumnMajorBruteForce(tfrs.layers.factorized_top_k.BruteForce):
         return tf.matmul(queries, candidates)
 
 
-class ShortlistBruteForce(ColumnMajorBruteForce):
-    """Brute-force top-k that reads a bfloat16 copy of the candidates for small batches; exact (see module docstring)."""
+class ShortlistBruteForce(tfrs.layers.factorized_top_k.BruteForce):
+    """Brute-force top-k that reads a bfloat16 copy of the candidates for small batches; exact (see module docstring).
+
+    The float32 candidates stay row-major ([N, d], TFRS's layout): rescoring
+    gathers whole rows (0.4 ms for 512 of them at 1M x 128), where gathering
+    the same candidates from a [d, N] table reads 128 scattered floats each
+    (5 ms).
+    """
 
     def __init__(
         self, k: int = 10, shortlist: int = DEFAULT_SHORTLIST, max_shortlist_batch: int = DEFAULT_MAX_SHORTLIST_BATCH,
@@ -106,7 +112,7 @@ class ShortlistBruteForce(ColumnMajorBruteForce):
         shortlist = tf.minimum(tf.maximum(k, self.shortlist), num_candidates)
         approximate = tf.matmul(tf.cast(queries, tf.bfloat16), self._compressed, transpose_b=True)
         approximate_top, rows = tf.math.top_k(approximate, shortlist)
-        rescored = tf.einsum("bd,dbs->bs", queries, tf.gather(self._candidates, rows, axis=1))
+        rescored = tf.einsum("bd,bsd->bs", queries, tf.gather(self._candidates, rows))
         scores, order = tf.math.top_k(rescored, k)
         rows = tf.gather(rows, order, batch_dims=1)
         bound = BFLOAT16_SCORE_ERROR * tf.norm(queries, axis=1) * self._max_norm
