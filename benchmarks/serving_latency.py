@@ -12,7 +12,7 @@ against ``serving.local_server`` on 127.0.0.1. Latency is per request (a
 request holds ``batch`` histories); throughput is histories per second of one
 client issuing requests back to back. The weights matter in one way only:
 the compacted pass is as wide as the longest kept history of the request,
-so each line prints the share of the histories the untrained sampler kept
+so each line prints the mean share of history items the untrained sampler kept
 (the `default` preset trained on ML-100K keeps 89% of the test inputs).
 
 ``--breakdown`` splits a gRPC request's latency instead: the signature alone,
