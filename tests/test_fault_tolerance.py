@@ -16,7 +16,7 @@ import tensorflow as tf
 from input_pipeline import pipeline
 from input_pipeline.datasets import load_dataset
 from logs import write_interaction_log
-from tf_autosam import fault_tolerance
+from tf_autosam import fault_tolerance, training
 from tf_autosam import main as cli
 from tf_autosam import preflight
 from tf_autosam.config import preset
@@ -103,40 +103,65 @@ def test_a_run_killed_mid_epoch_resumes_and_ends_as_an_uninterrupted_one(tmp_pat
     assert not (killed / "backup").exists()
 
 
+# SASRec on a log of random items: validation rises and falls, and patience 2 ends the run two epochs after its best.
+IN_PROCESS_FLAGS = ["--model=sasrec", "--epochs=20", "--patience=2", "--max_len=8", "--hidden_size=16", "--num_heads=2",
+                    "--ffn_size=16", "--num_blocks=1", "--batch_size=8", "--dropout=0", "--verbose=0", "--no-export"]
+
+
+def random_log(tmp_path: pathlib.Path) -> pathlib.Path:
+    csv = tmp_path / "log.csv"
+    return csv if csv.exists() else write_interaction_log(csv, users=60, items=40, seed=6, random_items=True)
+
+
+def train_in_process(tmp_path: pathlib.Path, run_dir: pathlib.Path, *extra: str) -> dict:
+    csv = random_log(tmp_path)
+    assert cli.main(["--dataset=csv", f"--data_path={csv}", f"--data_dir={tmp_path / 'cache'}",
+                     f"--run_dir={run_dir}", *IN_PROCESS_FLAGS, *extra]) == 0
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def interrupted_then_resumed(tmp_path, monkeypatch, callback: type, method: str, at_epoch: int, *extra: str) -> dict:
+    """Trains with KeyboardInterrupt raised from ``callback.method`` at 0-based ``at_epoch``, then resumes."""
+    original = getattr(callback, method)
+
+    def interrupting(self, epoch, logs=None):
+        if method == "on_epoch_end":
+            original(self, epoch, logs)
+        if epoch == at_epoch:
+            raise KeyboardInterrupt
+
+    run_dir = tmp_path / "interrupted"
+    with monkeypatch.context() as patched:
+        patched.setattr(callback, method, interrupting)
+        with pytest.raises(KeyboardInterrupt):
+            train_in_process(tmp_path, run_dir, *extra)
+    return train_in_process(tmp_path, run_dir, *extra)
+
+
+def assert_resumed_as_whole(resumed: dict, whole: dict, tmp_path: pathlib.Path) -> None:
+    assert resumed["best_epoch"] == whole["best_epoch"]
+    assert resumed["test"] == pytest.approx(whole["test"], abs=1e-6)
+    assert resumed["validation"] == pytest.approx(whole["validation"], abs=1e-6)
+    assert_same_epochs(tmp_path / "interrupted", tmp_path / "whole")
+
+
 def test_a_run_resumed_after_its_best_epoch_reports_and_keeps_that_epoch(tmp_path, monkeypatch):
     """Keras' EarlyStopping takes the first epoch a process sees as the best when it holds no best weights:
     a resume after the best epoch must still end with the best epoch's weights and metrics."""
-    csv = write_interaction_log(tmp_path / "log.csv", users=60, items=40, seed=6, random_items=True)
-    flags = ["--model=sasrec", "--epochs=20", "--patience=2", "--max_len=8", "--hidden_size=16", "--num_heads=2",
-             "--ffn_size=16", "--num_blocks=1", "--batch_size=8", "--dropout=0", "--verbose=0", "--no-export"]
-
-    def train(run_dir: pathlib.Path) -> dict:
-        assert cli.main(["--dataset=csv", f"--data_path={csv}", f"--data_dir={tmp_path / 'cache'}",
-                         f"--run_dir={run_dir}", *flags]) == 0
-        return json.loads((run_dir / "metrics.json").read_text())
-
-    whole = train(tmp_path / "whole")
+    whole = train_in_process(tmp_path, tmp_path / "whole")
     best_epoch = whole["best_epoch"]
     # Stopped after one epoch beyond the best, the resumed process holds that epoch's weights, not the best.
     assert best_epoch + 1 < whole["epochs_run"], whole
+    resumed = interrupted_then_resumed(tmp_path, monkeypatch, fault_tolerance.ResumeState, "on_epoch_end", best_epoch)
+    assert_resumed_as_whole(resumed, whole, tmp_path)
 
-    end_of_epoch = fault_tolerance.ResumeState.on_epoch_end
 
-    def killed_an_epoch_after_the_best(self, epoch, logs=None):
-        end_of_epoch(self, epoch, logs)
-        if epoch + 1 == best_epoch + 1:
-            raise KeyboardInterrupt
-
-    interrupted = tmp_path / "interrupted"
-    with monkeypatch.context() as patched:
-        patched.setattr(fault_tolerance.ResumeState, "on_epoch_end", killed_an_epoch_after_the_best)
-        with pytest.raises(KeyboardInterrupt):
-            train(interrupted)
-    resumed = train(interrupted)
-    assert resumed["best_epoch"] == best_epoch
-    assert resumed["test"] == pytest.approx(whole["test"], abs=1e-6)
-    assert resumed["validation"] == pytest.approx(whole["validation"], abs=1e-6)
-    assert_same_epochs(interrupted, tmp_path / "whole")
+def test_a_step_backup_due_on_an_epochs_last_batch_waits_for_its_validation(tmp_path, monkeypatch):
+    """Killed during epoch 2's validation, with step backups falling on every epoch's last batch."""
+    backup = f"--backup_every_steps={steps_per_epoch(random_log(tmp_path), tmp_path / 'cache')}"
+    whole = train_in_process(tmp_path, tmp_path / "whole", backup)
+    resumed = interrupted_then_resumed(tmp_path, monkeypatch, training.ValidationCallback, "on_epoch_end", 1, backup)
+    assert_resumed_as_whole(resumed, whole, tmp_path)
 
 
 def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_backup(tmp_path, tiny_csv, capsys):

@@ -75,6 +75,44 @@ class StepNonFiniteGuard(NonFiniteGuard):
         self._check(logs, f"batch {batch + 1}")
 
 
+class StepBackup(tf.keras.callbacks.BackupAndRestore):
+    """Keras' backup every ``save_freq`` steps, except that one due on an epoch's last batch waits for the epoch's end.
+
+    Taken at the last batch, it would precede the epoch's validation (which
+    runs at the epoch's end), and Keras resumes such a backup at the next
+    epoch: a run killed during validation would lose the finished epoch's
+    score, early stopping and record. Place it after the validation and
+    recording callbacks.
+    """
+
+    def __init__(self, backup_dir: str, save_freq: int, steps_per_epoch: int):
+        super().__init__(backup_dir, save_freq=save_freq)
+        self.steps_per_epoch = steps_per_epoch
+        self._due_at_epoch_end = False
+
+    def on_train_batch_end(self, batch: int, logs: Optional[dict] = None) -> None:
+        if batch + 1 < self.steps_per_epoch:
+            super().on_train_batch_end(batch, logs)
+            return
+        self._training_state.backup_if_preempted()
+        self._batches_count += 1
+        self._due_at_epoch_end = self._batches_count >= self.save_freq
+        if self._due_at_epoch_end:
+            self._batches_count = 0
+
+    def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
+        if self._due_at_epoch_end:
+            self._due_at_epoch_end = False
+            self._backup(epoch=epoch, batch=self.steps_per_epoch - 1)
+
+
+def backup_callback(backup_dir: pathlib.Path, every_steps: int, steps_per_epoch: int) -> tf.keras.callbacks.BackupAndRestore:
+    """Keras' backup at each epoch's end (``every_steps`` 0) or every ``every_steps`` steps (:class:`StepBackup`)."""
+    if not every_steps:
+        return tf.keras.callbacks.BackupAndRestore(str(backup_dir), save_freq="epoch")
+    return StepBackup(str(backup_dir), every_steps, steps_per_epoch)
+
+
 @dataclass(frozen=True)
 class ResumePoint:
     """Where a backed-up run continues: epoch index, batches of it already done, callback state."""
@@ -87,15 +125,19 @@ class ResumePoint:
 class ResumeState(tf.keras.callbacks.Callback):
     """Writes the callback state Keras' backup lacks at each backup, and puts it back on resume.
 
-    ``every_steps`` must equal the ``BackupAndRestore`` save frequency (0 = at
-    each epoch's end), and this callback must follow it in the callback list.
+    ``every_steps`` and ``steps_per_epoch`` must be those of the backup
+    callback (:func:`backup_callback`; 0 = at each epoch's end), which this
+    callback must follow in the callback list: it writes when that one backs up.
     """
 
-    def __init__(self, backup_dir: pathlib.Path, every_steps: int, stopper: tf.keras.callbacks.EarlyStopping,
-                 best_checkpoint: tf.keras.callbacks.ModelCheckpoint, epochs: list[dict], resume: Optional[ResumePoint]):
+    def __init__(self, backup_dir: pathlib.Path, every_steps: int, steps_per_epoch: int,
+                 stopper: tf.keras.callbacks.EarlyStopping, best_checkpoint: tf.keras.callbacks.ModelCheckpoint,
+                 epochs: list[dict], resume: Optional[ResumePoint]):
         super().__init__()
         self.path = pathlib.Path(backup_dir) / RESUME_FILE
         self.every_steps = every_steps
+        self.steps_per_epoch = steps_per_epoch
+        self._due_at_epoch_end = False
         self.stopper = stopper
         self.best_checkpoint = best_checkpoint
         self.epochs = epochs
@@ -130,10 +172,14 @@ class ResumeState(tf.keras.callbacks.Callback):
         self._batches += 1
         if self.every_steps and self._batches >= self.every_steps:
             self._batches = 0
-            self._write()
+            if batch + 1 < self.steps_per_epoch:
+                self._write()
+            else:
+                self._due_at_epoch_end = True  # StepBackup backs up at the epoch's end
 
     def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
-        if not self.every_steps:
+        if not self.every_steps or self._due_at_epoch_end:
+            self._due_at_epoch_end = False
             self._write()
 
     def on_train_end(self, logs: Optional[dict] = None) -> None:

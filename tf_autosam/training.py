@@ -136,9 +136,9 @@ def fit_recommender(
         callbacks.append(sampler_summaries(config, data, windows, run))
     if not parameter_server:
         callbacks += [
-            tf.keras.callbacks.BackupAndRestore(str(run.backup_dir), save_freq=config.backup_every_steps or "epoch"),
-            fault_tolerance.ResumeState(run.backup_dir, config.backup_every_steps, stopper, best_checkpoint,
-                                        recorder.epochs, resume),
+            fault_tolerance.backup_callback(run.backup_dir, config.backup_every_steps, steps_per_epoch),
+            fault_tolerance.ResumeState(run.backup_dir, config.backup_every_steps, steps_per_epoch, stopper,
+                                        best_checkpoint, recorder.epochs, resume),
         ]
     _write_config_summary(run, config)
     model.fit(train, epochs=config.epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks,
