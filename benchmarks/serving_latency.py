@@ -45,7 +45,7 @@ from input_pipeline.prepare import PreparationReport, PreparedData  # noqa: E402
 from serving.client import RecommendationClient  # noqa: E402
 from serving.export import export_model  # noqa: E402
 from serving.local_server import LocalServer, PredictionServicer  # noqa: E402
-from serving.retrieval import SHORTLIST_MIN_ITEMS, cpu_runs_bfloat16_fast  # noqa: E402
+from serving.retrieval import SHORTLIST_MIN_ITEMS, wants_shortlist  # noqa: E402
 from serving import protocol  # noqa: E402
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc  # noqa: E402
 from tf_autosam.config import PRESETS, preset  # noqa: E402
@@ -171,7 +171,7 @@ def main() -> None:
     print(f"model: autosam, preset {args.preset}, d {config.hidden_size}, {config.num_blocks} blocks, max_len {config.max_len}, "
           f"deterministic sampler{', surprise feature (one more backbone pass)' if config.sampler_surprise else ''}"
           f"{', compiled with XLA' if args.jit_compile else ''}, intra-op threads {args.intra_op_threads or 'all cores'}")
-    shortlist = cpu_runs_bfloat16_fast() if args.bfloat16_shortlist is None else args.bfloat16_shortlist
+    shortlist = wants_shortlist(args.bfloat16_shortlist)
     print(f"top-k from {SHORTLIST_MIN_ITEMS:,} items: {'bfloat16 shortlist' if shortlist else 'float32 brute force'}"
           f"{' (chosen for this CPU)' if args.bfloat16_shortlist is None else ''}")
     if args.breakdown:

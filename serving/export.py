@@ -47,7 +47,7 @@ from input_pipeline.cache import atomic_directory, atomic_write_text
 from input_pipeline.prepare import PreparedData
 from input_pipeline.schema import PADDING_ID
 from serving import protocol
-from serving.retrieval import SHORTLIST_MIN_ITEMS, brute_force_layer, cpu_runs_bfloat16_fast, top_k_excluding
+from serving.retrieval import SHORTLIST_MIN_ITEMS, brute_force_layer, top_k_excluding, wants_shortlist
 from serving.protocol import DEFAULT_MODEL_NAME
 from tf_autosam.config import INFERENCE_MODES, TrainerConfig
 from tf_autosam.models import SequentialRecommender, popularity_counts
@@ -273,7 +273,7 @@ def export_run(
     overrides = {"inference_mode": inference_mode} if config.model == "autosam" else {}
     model = load_best_model(run_dir, data, **overrides)
     if data.num_items >= SHORTLIST_MIN_ITEMS:
-        shortlist = cpu_runs_bfloat16_fast() if bfloat16_shortlist is None else bfloat16_shortlist
+        shortlist = wants_shortlist(bfloat16_shortlist)
         log(f"top-k over {data.num_items:,} items: "
             + ("a bfloat16 shortlist rescored in float32" if shortlist else "float32 brute force")
             + (" (chosen for this machine's CPU; --[no-]bfloat16_shortlist chooses for the serving one)"

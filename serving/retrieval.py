@@ -156,12 +156,15 @@ def cpu_runs_bfloat16_fast(cpuinfo: pathlib.Path = pathlib.Path("/proc/cpuinfo")
     return re.search(r"^flags\s*:.*\b(avx512bw|amx_bf16)\b", text, re.MULTILINE) is not None
 
 
+def wants_shortlist(bfloat16_shortlist: Optional[bool]) -> bool:
+    """The shortlist choice asked for, or (None) the one for this machine's CPU."""
+    return cpu_runs_bfloat16_fast() if bfloat16_shortlist is None else bfloat16_shortlist
+
+
 def brute_force_layer(num_items: int, k: int, bfloat16_shortlist: Optional[bool] = None) -> tfrs.layers.factorized_top_k.BruteForce:
     """The top-k layer for a catalogue of ``num_items``: the bfloat16 shortlist from SHORTLIST_MIN_ITEMS on
-    where ``bfloat16_shortlist`` asks for it (None: where this machine's CPU runs bfloat16 fast), else the
-    column-major float32 brute force."""
-    if bfloat16_shortlist is None:
-        bfloat16_shortlist = cpu_runs_bfloat16_fast()
-    if bfloat16_shortlist and num_items >= SHORTLIST_MIN_ITEMS:
+    where ``bfloat16_shortlist`` asks for it (see :func:`wants_shortlist`), else the column-major float32
+    brute force."""
+    if wants_shortlist(bfloat16_shortlist) and num_items >= SHORTLIST_MIN_ITEMS:
         return ShortlistBruteForce(k=k)
     return ColumnMajorBruteForce(k=k)

@@ -120,19 +120,18 @@ def train_in_process(tmp_path: pathlib.Path, run_dir: pathlib.Path, *extra: str)
     return json.loads((run_dir / "metrics.json").read_text())
 
 
-def interrupted_then_resumed(tmp_path, monkeypatch, callback: type, method: str, at_epoch: int, *extra: str) -> dict:
-    """Trains with KeyboardInterrupt raised from ``callback.method`` at 0-based ``at_epoch``, then resumes."""
-    original = getattr(callback, method)
+def interrupted_then_resumed(tmp_path, monkeypatch, callback: type, at_epoch: int, *extra: str) -> dict:
+    """Trains with KeyboardInterrupt raised after ``callback.on_epoch_end`` of 0-based ``at_epoch``, then resumes."""
+    original = callback.on_epoch_end
 
     def interrupting(self, epoch, logs=None):
-        if method == "on_epoch_end":
-            original(self, epoch, logs)
+        original(self, epoch, logs)
         if epoch == at_epoch:
             raise KeyboardInterrupt
 
     run_dir = tmp_path / "interrupted"
     with monkeypatch.context() as patched:
-        patched.setattr(callback, method, interrupting)
+        patched.setattr(callback, "on_epoch_end", interrupting)
         with pytest.raises(KeyboardInterrupt):
             train_in_process(tmp_path, run_dir, *extra)
     return train_in_process(tmp_path, run_dir, *extra)
@@ -152,7 +151,7 @@ def test_a_run_resumed_after_its_best_epoch_reports_and_keeps_that_epoch(tmp_pat
     best_epoch = whole["best_epoch"]
     # Stopped after one epoch beyond the best, the resumed process holds that epoch's weights, not the best.
     assert best_epoch + 1 < whole["epochs_run"], whole
-    resumed = interrupted_then_resumed(tmp_path, monkeypatch, fault_tolerance.ResumeState, "on_epoch_end", best_epoch)
+    resumed = interrupted_then_resumed(tmp_path, monkeypatch, fault_tolerance.ResumeState, best_epoch)
     assert_resumed_as_whole(resumed, whole, tmp_path)
 
 
@@ -160,7 +159,7 @@ def test_a_step_backup_due_on_an_epochs_last_batch_waits_for_its_validation(tmp_
     """Killed during epoch 2's validation, with step backups falling on every epoch's last batch."""
     backup = f"--backup_every_steps={steps_per_epoch(random_log(tmp_path), tmp_path / 'cache')}"
     whole = train_in_process(tmp_path, tmp_path / "whole", backup)
-    resumed = interrupted_then_resumed(tmp_path, monkeypatch, training.ValidationCallback, "on_epoch_end", 1, backup)
+    resumed = interrupted_then_resumed(tmp_path, monkeypatch, training.ValidationCallback, 1, backup)
     assert_resumed_as_whole(resumed, whole, tmp_path)
 
 
