@@ -1,7 +1,7 @@
 """Serving latency: p50 / p99 and throughput, in process and over gRPC, batch 1 and 32.
 
     python benchmarks/serving_latency.py [--preset=default] [--num_items=1682,1000000] [--requests=300] [--jit_compile]
-        [--intra_op_threads=1] [--[no-]bfloat16_shortlist] [--breakdown]
+        [--intra_op_threads=1] [--breakdown]
 
 For each catalogue size, an AutoSAM model of ``--preset`` (default: the
 preset ``python -m tf_autosam.main`` trains and exports; d 128, 2 blocks,
@@ -45,7 +45,6 @@ from input_pipeline.prepare import PreparationReport, PreparedData  # noqa: E402
 from serving.client import RecommendationClient  # noqa: E402
 from serving.export import export_model  # noqa: E402
 from serving.local_server import LocalServer, PredictionServicer  # noqa: E402
-from serving.retrieval import SHORTLIST_MIN_ITEMS, wants_shortlist  # noqa: E402
 from serving import protocol  # noqa: E402
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc  # noqa: E402
 from tf_autosam.config import PRESETS, preset  # noqa: E402
@@ -160,8 +159,6 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=300, help="Timed requests per setting (p99 needs at least 100).")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the weights and the histories.")
     parser.add_argument("--jit_compile", action="store_true", help="Export with the model compiled by XLA (serving.export --jit_compile).")
-    parser.add_argument("--bfloat16_shortlist", action=argparse.BooleanOptionalAction, default=None,
-                        help="Top-k of large catalogues through the bfloat16 shortlist or not (serving.export's flag); default: what suits this CPU.")
     parser.add_argument("--breakdown", action="store_true", help="Split the gRPC latency into model, server code and transport (p50 ms) instead of the table.")
     parser.add_argument("--intra_op_threads", type=int, default=0, help="Threads per TensorFlow op, in process and in the server (serving.local_server --intra_op_threads); 0: every core.")
     args = parser.parse_args()
@@ -171,9 +168,6 @@ def main() -> None:
     print(f"model: autosam, preset {args.preset}, d {config.hidden_size}, {config.num_blocks} blocks, max_len {config.max_len}, "
           f"deterministic sampler{', surprise feature (one more backbone pass)' if config.sampler_surprise else ''}"
           f"{', compiled with XLA' if args.jit_compile else ''}, intra-op threads {args.intra_op_threads or 'all cores'}")
-    shortlist = wants_shortlist(args.bfloat16_shortlist)
-    print(f"top-k from {SHORTLIST_MIN_ITEMS:,} items: {'bfloat16 shortlist' if shortlist else 'float32 brute force'}"
-          f"{' (chosen for this CPU)' if args.bfloat16_shortlist is None else ''}")
     if args.breakdown:
         print(f"{'items':>9} {'batch':>5} {'part of a request':<30} {'p50 ms':>8}")
     else:
@@ -183,8 +177,7 @@ def main() -> None:
         tf.keras.utils.set_random_seed(args.seed)
         model = build_recommender(config, num_items)
         with tempfile.TemporaryDirectory() as base:
-            export_model(model, data, config, pathlib.Path(base), MODEL_NAME, jit_compile=args.jit_compile,
-                         bfloat16_shortlist=shortlist)
+            export_model(model, data, config, pathlib.Path(base), MODEL_NAME, jit_compile=args.jit_compile)
             served = tf.saved_model.load(str(pathlib.Path(base) / MODEL_NAME / "1")).signatures["serving_default"]
             server = LocalServer(pathlib.Path(base) / MODEL_NAME, MODEL_NAME, port=0, intra_op_threads=args.intra_op_threads)
             port = server.start()[0]

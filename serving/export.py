@@ -1,7 +1,6 @@
 """A trained run -> a SavedModel that TF Serving loads as it is.
 
     python -m serving.export --run_dir=RUN --export_base=DIR [--model_name=autosam] [--jit_compile]
-        [--[no-]bfloat16_shortlist]
 
 Layout: ``<export_base>/<model_name>/<version>/`` with integer versions; each
 export is a new version, written into a hidden temporary folder beside it and
@@ -47,7 +46,7 @@ from input_pipeline.cache import atomic_directory, atomic_write_text
 from input_pipeline.prepare import PreparedData
 from input_pipeline.schema import PADDING_ID
 from serving import protocol
-from serving.retrieval import SHORTLIST_MIN_ITEMS, brute_force_layer, top_k_excluding, wants_shortlist
+from serving.retrieval import ColumnMajorBruteForce, top_k_excluding
 from serving.protocol import DEFAULT_MODEL_NAME
 from tf_autosam.config import INFERENCE_MODES, TrainerConfig
 from tf_autosam.models import SequentialRecommender, popularity_counts
@@ -67,7 +66,7 @@ class ServingModule(tf.Module):
 
     def __init__(
         self, model: SequentialRecommender, vocabulary_file: str, item_counts: np.ndarray, max_len: int, default_k: int,
-        jit_compile: bool = False, bfloat16_shortlist: Optional[bool] = None,
+        jit_compile: bool = False,
     ):
         super().__init__()
         self.model = model
@@ -94,7 +93,7 @@ class ServingModule(tf.Module):
         counts = item_counts.astype(np.float32)
         self.item_counts = tf.constant(counts)
         self.popular_items = tf.constant(np.argsort(-counts[1:], kind="stable").astype(np.int32) + 1)
-        self.retrieval = brute_force_layer(self.num_items, default_k, bfloat16_shortlist)
+        self.retrieval = ColumnMajorBruteForce(k=default_k)
         self.retrieval.index(model.backbone.item_table[1:], identifiers=tf.range(1, self.num_items + 1, dtype=tf.int32))
 
     @tf.function(input_signature=[HISTORY_SPEC])
@@ -191,13 +190,10 @@ def export_model(
     model_name: str = DEFAULT_MODEL_NAME,
     default_k: int = DEFAULT_K,
     jit_compile: bool = False,
-    bfloat16_shortlist: Optional[bool] = None,
 ) -> pathlib.Path:
     """Writes the next version of ``model_name`` under ``export_base`` (and the server configs); returns it.
 
     ``jit_compile`` compiles the model's part of every signature with XLA.
-    ``bfloat16_shortlist`` picks the top-k of catalogues from
-    ``retrieval.SHORTLIST_MIN_ITEMS`` on (None: for this machine's CPU).
     """
     if not isinstance(model, SequentialRecommender):
         raise ValueError(f"model {config.model!r} has no user vector to serve; export sasrec or autosam runs")
@@ -206,7 +202,7 @@ def export_model(
     folder = pathlib.Path(export_base) / model_name
     counts = popularity_counts(data.train_sequences(), data.num_items)
     with _vocabulary_file(data.item_vocab) as vocabulary:
-        module = ServingModule(model, vocabulary, counts, config.max_len, default_k, jit_compile, bfloat16_shortlist)
+        module = ServingModule(model, vocabulary, counts, config.max_len, default_k, jit_compile)
         while True:
             target = folder / str(next_version(folder))
             try:
@@ -261,7 +257,6 @@ def export_run(
     data: Optional[PreparedData] = None,
     log: Log = print,
     jit_compile: bool = False,
-    bfloat16_shortlist: Optional[bool] = None,
 ) -> pathlib.Path:
     """Exports a finished run's best model (its data prepared from the run's own config if not given)."""
     from input_pipeline.datasets import load_dataset
@@ -272,15 +267,7 @@ def export_run(
         data = load_dataset(config.dataset, **config.dataset_options(), log=log)
     overrides = {"inference_mode": inference_mode} if config.model == "autosam" else {}
     model = load_best_model(run_dir, data, **overrides)
-    if data.num_items >= SHORTLIST_MIN_ITEMS:
-        shortlist = wants_shortlist(bfloat16_shortlist)
-        log(f"top-k over {data.num_items:,} items: "
-            + ("a bfloat16 shortlist rescored in float32" if shortlist else "float32 brute force")
-            + (" (chosen for this machine's CPU; --[no-]bfloat16_shortlist chooses for the serving one)"
-               if bfloat16_shortlist is None else ""))
-        bfloat16_shortlist = shortlist
-    return export_model(model, data, config.replace(**overrides), export_base, model_name, default_k, jit_compile,
-                        bfloat16_shortlist)
+    return export_model(model, data, config.replace(**overrides), export_base, model_name, default_k, jit_compile)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -294,17 +281,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--jit_compile", action="store_true",
                         help="Compile the model inside the signatures with XLA (on CPU 1.2x faster at batch 1, 1.5x at batch 32); "
                              "TF Serving then needs --xla_cpu_compilation_enabled=true. [default: off]")
-    parser.add_argument("--bfloat16_shortlist", action=argparse.BooleanOptionalAction, default=None,
-                        help=f"Top-k of catalogues of {SHORTLIST_MIN_ITEMS:,} items or more through a bfloat16 shortlist "
-                             "(faster on CPUs with AVX-512, about 9x slower on AVX2-only ones) or the float32 brute force. "
-                             "[default: what suits this machine's CPU]")
     args = parser.parse_args(argv)
     if not (pathlib.Path(args.run_dir) / CONFIG_FILE).exists():
         parser.error(f"{args.run_dir} is not a run directory (no {CONFIG_FILE})")
     try:
         path = export_run(
             pathlib.Path(args.run_dir), pathlib.Path(args.export_base), args.model_name, args.k, args.inference_mode,
-            jit_compile=args.jit_compile, bfloat16_shortlist=args.bfloat16_shortlist,
+            jit_compile=args.jit_compile,
         )
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
