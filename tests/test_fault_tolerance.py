@@ -82,7 +82,8 @@ def test_a_run_killed_mid_epoch_resumes_and_ends_as_an_uninterrupted_one(tmp_pat
             except (OSError, ValueError):
                 steps = []
             mid_epoch = [step for step in steps if step > per_epoch and step % per_epoch]
-            if mid_epoch:
+            # Each entry is written just before its checkpoint: the older of two has its checkpoint whole.
+            if len(mid_epoch) >= 2:
                 process.send_signal(signal.SIGKILL)
                 killed_at = max(mid_epoch)
             time.sleep(0.05)
@@ -151,8 +152,33 @@ def test_a_run_resumed_after_its_best_epoch_reports_and_keeps_that_epoch(tmp_pat
     best_epoch = whole["best_epoch"]
     # Stopped after one epoch beyond the best, the resumed process holds that epoch's weights, not the best.
     assert best_epoch + 1 < whole["epochs_run"], whole
-    resumed = interrupted_then_resumed(tmp_path, monkeypatch, fault_tolerance.ResumeState, best_epoch)
+    resumed = interrupted_then_resumed(tmp_path, monkeypatch, fault_tolerance.RunBackup, best_epoch)
     assert_resumed_as_whole(resumed, whole, tmp_path)
+
+
+def test_a_best_checkpoint_written_after_the_last_backup_does_not_replace_the_best_epochs_weights(tmp_path, monkeypatch):
+    """Killed after writing a best checkpoint for the epoch past the last backup, whose rerun is no best
+    (as when dropout draws differ): the resumed run must still end with the best epoch's weights."""
+    whole = train_in_process(tmp_path, tmp_path / "whole")
+    after_best = whole["best_epoch"]  # 0-based index of the epoch after the best one
+    assert after_best + 1 < whole["epochs_run"], whole
+    original = tf.keras.callbacks.ModelCheckpoint.on_epoch_end
+
+    def saving_then_killed(self, epoch, logs=None):
+        if epoch == after_best:
+            self.best = -np.inf  # this process takes the epoch for a new best and saves it
+        original(self, epoch, logs)
+        if epoch == after_best:
+            raise KeyboardInterrupt  # before the epoch's backup
+
+    run_dir = tmp_path / "interrupted"
+    with monkeypatch.context() as patched:
+        patched.setattr(tf.keras.callbacks.ModelCheckpoint, "on_epoch_end", saving_then_killed)
+        with pytest.raises(KeyboardInterrupt):
+            train_in_process(tmp_path, run_dir)
+    resumed = train_in_process(tmp_path, run_dir)
+    assert_resumed_as_whole(resumed, whole, tmp_path)
+    assert sorted(path.name.split(".")[0] for path in (run_dir / "checkpoints").glob("best*")) == ["best", "best"]
 
 
 def test_a_step_backup_due_on_an_epochs_last_batch_waits_for_its_validation(tmp_path, monkeypatch):

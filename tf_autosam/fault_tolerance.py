@@ -1,15 +1,18 @@
 """Surviving faults: resumable training state and a stop on non-finite losses or rewards.
 
-Resume. Keras' ``BackupAndRestore`` checkpoints the model every
-``backup_every_steps`` steps under ``RUN/backup/`` (weights, both optimisers
-with their step counters, the in-graph epoch, the loss trackers) with its own
-epoch/step counters. What Keras does not keep, :class:`ResumeState` writes
-beside it in ``RUN/backup/resume.json`` after each backup: early stopping's
-state, the best validation score and the epoch history. Entries are keyed by
-the optimiser step (which also says where in the epoch order the backup was
-taken), and the last two are kept, so a kill between the two writes still
-finds the entry of the checkpoint Keras restores. Random draws inside a step are stateless
-functions of (seed, step) and each epoch's order a function of (seed, epoch)
+Resume. :class:`RunBackup`, Keras' ``BackupAndRestore``, checkpoints the
+model every ``backup_every_steps`` steps (or at each epoch's end) under
+``RUN/backup/`` (weights, both optimisers with their step counters, the
+in-graph epoch, the loss trackers). Just before each checkpoint it writes
+what Keras does not keep to ``RUN/backup/resume.json``: early stopping's
+state, the best validation score and the epoch history, keyed by the
+optimiser step (which also says where in the epoch order the backup was
+taken). The last two entries are kept, so a kill between the two writes
+still finds the entry of the checkpoint Keras restores. The best epoch's
+weights are in its own checkpoint (``RunDirectory.epoch_checkpoint``), kept
+while a kept entry names it, so a process killed after writing a newer one
+cannot replace them. Random draws inside a step are stateless functions of
+(seed, step) and each epoch's order a function of (seed, epoch)
 (``input_pipeline.pipeline.training_dataset``), so a resumed run reads and
 draws what the uninterrupted one would have. The exception: Keras' dropout
 masks come from a per-process random stream that tf-keras cannot checkpoint,
@@ -28,6 +31,7 @@ from typing import Optional
 import tensorflow as tf
 
 from input_pipeline.cache import atomic_write_text
+from tf_autosam.run_directory import RunDirectory
 
 RESUME_FILE = "resume.json"
 KEPT_ENTRIES = 2
@@ -75,44 +79,6 @@ class StepNonFiniteGuard(NonFiniteGuard):
         self._check(logs, f"batch {batch + 1}")
 
 
-class StepBackup(tf.keras.callbacks.BackupAndRestore):
-    """Keras' backup every ``save_freq`` steps, except that one due on an epoch's last batch waits for the epoch's end.
-
-    Taken at the last batch, it would precede the epoch's validation (which
-    runs at the epoch's end), and Keras resumes such a backup at the next
-    epoch: a run killed during validation would lose the finished epoch's
-    score, early stopping and record. Place it after the validation and
-    recording callbacks.
-    """
-
-    def __init__(self, backup_dir: str, save_freq: int, steps_per_epoch: int):
-        super().__init__(backup_dir, save_freq=save_freq)
-        self.steps_per_epoch = steps_per_epoch
-        self._due_at_epoch_end = False
-
-    def on_train_batch_end(self, batch: int, logs: Optional[dict] = None) -> None:
-        if batch + 1 < self.steps_per_epoch:
-            super().on_train_batch_end(batch, logs)
-            return
-        self._training_state.backup_if_preempted()
-        self._batches_count += 1
-        self._due_at_epoch_end = self._batches_count >= self.save_freq
-        if self._due_at_epoch_end:
-            self._batches_count = 0
-
-    def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
-        if self._due_at_epoch_end:
-            self._due_at_epoch_end = False
-            self._backup(epoch=epoch, batch=self.steps_per_epoch - 1)
-
-
-def backup_callback(backup_dir: pathlib.Path, every_steps: int, steps_per_epoch: int) -> tf.keras.callbacks.BackupAndRestore:
-    """Keras' backup at each epoch's end (``every_steps`` 0) or every ``every_steps`` steps (:class:`StepBackup`)."""
-    if not every_steps:
-        return tf.keras.callbacks.BackupAndRestore(str(backup_dir), save_freq="epoch")
-    return StepBackup(str(backup_dir), every_steps, steps_per_epoch)
-
-
 @dataclass(frozen=True)
 class ResumePoint:
     """Where a backed-up run continues: epoch index, batches of it already done, callback state."""
@@ -122,46 +88,49 @@ class ResumePoint:
     state: dict
 
 
-class ResumeState(tf.keras.callbacks.Callback):
-    """Writes the callback state Keras' backup lacks at each backup, and puts it back on resume.
+class RunBackup(tf.keras.callbacks.BackupAndRestore):
+    """Keras' backup plus the callback state it lacks (``resume.json``), put back on resume.
 
-    ``every_steps`` and ``steps_per_epoch`` must be those of the backup
-    callback (:func:`backup_callback`; 0 = at each epoch's end), which this
-    callback must follow in the callback list: it writes when that one backs up.
+    Backs up every ``every_steps`` steps (0: at each epoch's end). A step
+    backup due on an epoch's last batch waits for the epoch's end: taken at
+    the batch it would precede the epoch's validation, and Keras resumes such
+    a backup at the next epoch, so a run killed during validation would lose
+    the finished epoch's score, early stopping and record. Place it after the
+    validation, early-stopping, checkpoint and recording callbacks.
     """
 
-    def __init__(self, backup_dir: pathlib.Path, every_steps: int, steps_per_epoch: int,
+    def __init__(self, run: RunDirectory, every_steps: int, steps_per_epoch: int,
                  stopper: tf.keras.callbacks.EarlyStopping, best_checkpoint: tf.keras.callbacks.ModelCheckpoint,
                  epochs: list[dict], resume: Optional[ResumePoint]):
-        super().__init__()
-        self.path = pathlib.Path(backup_dir) / RESUME_FILE
-        self.every_steps = every_steps
+        super().__init__(str(run.backup_dir), save_freq=every_steps or "epoch")
+        self.run = run
+        self.path = run.backup_dir / RESUME_FILE
         self.steps_per_epoch = steps_per_epoch
-        self._due_at_epoch_end = False
         self.stopper = stopper
         self.best_checkpoint = best_checkpoint
         self.epochs = epochs
         self.resume = resume
-        self._batches = 0
+        self._due_at_epoch_end = False
         self._tracker_values: Optional[list] = None
 
     def on_train_begin(self, logs: Optional[dict] = None) -> None:
-        """Runs after Keras restored the checkpoint: the restored trackers survive the epoch's reset."""
-        self._batches = 0
+        super().on_train_begin(logs)  # restores Keras' checkpoint, if any
         if self.resume is None:
             return
         state = self.resume.state
         for name in ("wait", "best", "best_epoch", "stopped_epoch"):
             setattr(self.stopper, name, state["stopper"][name])
         # EarlyStopping holding no best weights takes the next epoch as the best one. The best
-        # epoch predates this process; its weights are in the best checkpoint, which
+        # epoch predates this process; its weights are in its epoch checkpoint, which
         # fit_recommender reads back unless a later epoch beats it (and replaces these).
         self.stopper.best_weights = self.model.get_weights()
         self.best_checkpoint.best = state["best"]
         self.epochs[:] = state["epochs"]
+        # Read now: the epoch's start resets the trackers Keras restored.
         self._tracker_values = [[v.numpy() for v in metric.variables] for metric in self.model.metrics]
 
     def on_epoch_begin(self, epoch: int, logs: Optional[dict] = None) -> None:
+        super().on_epoch_begin(epoch, logs)
         if self._tracker_values is not None and self.resume.batch > 0:
             for metric, values in zip(self.model.metrics, self._tracker_values):
                 for variable, value in zip(metric.variables, values):
@@ -169,24 +138,32 @@ class ResumeState(tf.keras.callbacks.Callback):
         self._tracker_values = None
 
     def on_train_batch_end(self, batch: int, logs: Optional[dict] = None) -> None:
-        self._batches += 1
-        if self.every_steps and self._batches >= self.every_steps:
-            self._batches = 0
-            if batch + 1 < self.steps_per_epoch:
-                self._write()
-            else:
-                self._due_at_epoch_end = True  # StepBackup backs up at the epoch's end
+        if self.save_freq == "epoch" or batch + 1 < self.steps_per_epoch:
+            super().on_train_batch_end(batch, logs)
+            return
+        self._training_state.backup_if_preempted()
+        self._batches_count += 1
+        self._due_at_epoch_end = self._batches_count >= self.save_freq
+        if self._due_at_epoch_end:
+            self._batches_count = 0
 
     def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
-        if not self.every_steps or self._due_at_epoch_end:
+        if self.save_freq == "epoch" or self._due_at_epoch_end:
             self._due_at_epoch_end = False
-            self._write()
+            self._backup(epoch=epoch, batch=self.steps_per_epoch - 1)
 
     def on_train_end(self, logs: Optional[dict] = None) -> None:
-        """Training ended normally (Keras removes its checkpoint too): nothing is left to resume."""
+        """Training ended normally: Keras removes its checkpoint, and nothing is left to resume."""
+        super().on_train_end(logs)
         shutil.rmtree(self.path.parent, ignore_errors=True)
 
-    def _write(self) -> None:
+    def _backup(self, epoch: int, batch: int = 0) -> None:
+        kept = self._write_state()
+        super()._backup(epoch=epoch, batch=batch)
+        self.run.remove_epoch_checkpoints(keep=frozenset(entry["stopper"]["best_epoch"] for entry in kept.values()))
+
+    def _write_state(self) -> dict:
+        """Adds this step's entry to ``resume.json`` (the last KEPT_ENTRIES stay) and returns the entries kept."""
         step = int(self.model.optimizer.iterations.numpy())
         entries = read_entries(self.path)
         entries[str(step)] = {
@@ -197,6 +174,7 @@ class ResumeState(tf.keras.callbacks.Callback):
         }
         kept = dict(sorted(entries.items(), key=lambda item: int(item[0]))[-KEPT_ENTRIES:])
         atomic_write_text(self.path, json.dumps(kept))
+        return kept
 
 
 def read_entries(path: pathlib.Path) -> dict:

@@ -17,6 +17,12 @@ from tf_autosam.config import TrainerConfig
 CONFIG_FILE = "config.json"
 # Written last, and only ever describing a finished run of the config beside it.
 METRICS_FILE = "metrics.json"
+# While training, each new best epoch's weights go to their own checkpoint
+# (``best-epoch-0007`` for 0-based epoch 6): a process killed after writing one
+# cannot overwrite the weights of the best epoch its backup resumes with.
+# When training ends the best epoch's weights become ``best`` and the others go.
+BEST_CHECKPOINT = "best"
+EPOCH_CHECKPOINT_PREFIX = "best-epoch-"
 
 
 def default_run_dir(dataset: str, model: str) -> str:
@@ -43,6 +49,27 @@ class RunDirectory:
     @property
     def checkpoint_dir(self) -> pathlib.Path:
         return self.path / "checkpoints"
+
+    @property
+    def best_checkpoint(self) -> pathlib.Path:
+        """The finished run's best weights (a TensorFlow checkpoint prefix)."""
+        return self.checkpoint_dir / BEST_CHECKPOINT
+
+    @property
+    def epoch_checkpoint_pattern(self) -> str:
+        """``ModelCheckpoint``'s file path: it formats ``epoch`` 1-based."""
+        return str(self.checkpoint_dir / (EPOCH_CHECKPOINT_PREFIX + "{epoch:04d}"))
+
+    def epoch_checkpoint(self, epoch: int) -> pathlib.Path:
+        """The checkpoint of 0-based ``epoch``, written when it was a new best."""
+        return self.checkpoint_dir / f"{EPOCH_CHECKPOINT_PREFIX}{epoch + 1:04d}"
+
+    def remove_epoch_checkpoints(self, keep: frozenset[int] = frozenset()) -> None:
+        """Deletes the files of every epoch checkpoint except those of the 0-based epochs in ``keep``."""
+        kept = {self.epoch_checkpoint(epoch).name for epoch in keep}
+        for path in self.checkpoint_dir.glob(EPOCH_CHECKPOINT_PREFIX + "*"):
+            if path.name.split(".")[0] not in kept:
+                path.unlink(missing_ok=True)
 
     @property
     def backup_dir(self) -> pathlib.Path:

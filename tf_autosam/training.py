@@ -119,7 +119,7 @@ def fit_recommender(
     monitor = f"val_{SELECTION_METRIC}"
     stopper = tf.keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=config.patience, restore_best_weights=True)
     best_checkpoint = tf.keras.callbacks.ModelCheckpoint(
-        str(run.checkpoint_dir / "best"), monitor=monitor, mode="max", save_best_only=True, save_weights_only=True
+        run.epoch_checkpoint_pattern, monitor=monitor, mode="max", save_best_only=True, save_weights_only=True
     )
     # verbose=1 shows Keras' progress bar, which already prints each epoch's metrics.
     recorder = EpochRecorder(run, log if config.verbose == 2 else _silent)
@@ -136,16 +136,17 @@ def fit_recommender(
         callbacks.append(sampler_summaries(config, data, windows, run))
     if not parameter_server:
         callbacks += [
-            fault_tolerance.backup_callback(run.backup_dir, config.backup_every_steps, steps_per_epoch),
-            fault_tolerance.ResumeState(run.backup_dir, config.backup_every_steps, steps_per_epoch, stopper,
-                                        best_checkpoint, recorder.epochs, resume),
+            fault_tolerance.RunBackup(run, config.backup_every_steps, steps_per_epoch, stopper, best_checkpoint,
+                                      recorder.epochs, resume),
         ]
     _write_config_summary(run, config)
     model.fit(train, epochs=config.epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks,
               verbose=1 if config.verbose == 1 else 0)
     if resume is not None and stopper.best_epoch < resume.epoch:
-        # The best epoch ended before this process resumed: its weights are only in the best checkpoint.
-        model.load_weights(str(run.checkpoint_dir / "best")).expect_partial()
+        # The best epoch ended before this process resumed: its weights are only in its checkpoint.
+        model.load_weights(str(run.epoch_checkpoint(stopper.best_epoch))).expect_partial()
+    model.save_weights(str(run.best_checkpoint))
+    run.remove_epoch_checkpoints()
     best = recorder.epochs[stopper.best_epoch]
     summary = {"best_epoch": best["epoch"], "epochs_run": len(recorder.epochs)}
     if "keep_rate" in best:
@@ -180,7 +181,7 @@ def load_best_model(run_dir: pathlib.Path, data: PreparedData, **overrides) -> t
     config = saved_config(run_dir).replace(**overrides)
     model = build_model(config, data)
     if config.model != "popularity":
-        model.load_weights(str(pathlib.Path(run_dir) / "checkpoints" / "best")).expect_partial()
+        model.load_weights(str(RunDirectory(run_dir).best_checkpoint)).expect_partial()
     return model
 
 
