@@ -20,6 +20,7 @@ from tf_autosam import fault_tolerance, training
 from tf_autosam import main as cli
 from tf_autosam import preflight
 from tf_autosam.config import preset
+from tf_autosam.run_directory import RunDirectory
 
 ROOT = pathlib.Path(__file__).parent.parent
 TIMEOUT_S = 300
@@ -179,6 +180,66 @@ def test_a_best_checkpoint_written_after_the_last_backup_does_not_replace_the_be
     resumed = train_in_process(tmp_path, run_dir)
     assert_resumed_as_whole(resumed, whole, tmp_path)
     assert sorted(path.name.split(".")[0] for path in (run_dir / "checkpoints").glob("best*")) == ["best", "best"]
+
+
+def test_a_run_backed_up_before_best_checkpoints_were_kept_per_epoch_resumes_with_its_best_weights(tmp_path, monkeypatch):
+    """A run interrupted by the previous build has only ``checkpoints/best``: resumed after its best epoch,
+    it must read its best weights from there."""
+    whole = train_in_process(tmp_path, tmp_path / "whole")
+    best_epoch = whole["best_epoch"]
+    original = fault_tolerance.RunBackup.on_epoch_end
+
+    def interrupting(self, epoch, logs=None):
+        original(self, epoch, logs)
+        if epoch == best_epoch:
+            raise KeyboardInterrupt
+
+    run_dir = tmp_path / "interrupted"
+    with monkeypatch.context() as patched:
+        patched.setattr(fault_tolerance.RunBackup, "on_epoch_end", interrupting)
+        with pytest.raises(KeyboardInterrupt):
+            train_in_process(tmp_path, run_dir)
+    run = RunDirectory(run_dir)
+    for path in run.checkpoint_dir.glob(run.epoch_checkpoint(best_epoch - 1).name + ".*"):
+        path.rename(run.checkpoint_dir / path.name.replace(path.name.split(".")[0], "best"))
+    run.remove_epoch_checkpoints()
+    assert_resumed_as_whole(train_in_process(tmp_path, run_dir), whole, tmp_path)
+
+
+def test_pruning_keeps_the_named_epochs_and_removes_the_rest_including_a_killed_saves_folder(tmp_path):
+    run = RunDirectory(tmp_path / "run")
+    run.checkpoint_dir.mkdir()
+    for epoch in (0, 1, 2):
+        for suffix in (".index", ".data-00000-of-00001"):
+            pathlib.Path(f"{run.epoch_checkpoint(epoch)}{suffix}").write_text("weights")
+    killed_save = pathlib.Path(f"{run.epoch_checkpoint(3)}_temp")
+    killed_save.mkdir()
+    (killed_save / "part-00000-of-00001.data-00000-of-00001").write_text("half")
+    for name in ("best.index", "best.data-00000-of-00001", "checkpoint"):
+        (run.checkpoint_dir / name).write_text("final")
+    run.remove_epoch_checkpoints(keep=frozenset({1}))
+    assert sorted(path.name for path in run.checkpoint_dir.iterdir()) == [
+        "best-epoch-0002.data-00000-of-00001", "best-epoch-0002.index", "best.data-00000-of-00001", "best.index",
+        "checkpoint",
+    ]
+
+
+def test_resume_entries_past_the_current_step_are_dropped(tmp_path):
+    """Entries are written before their checkpoints: one past the step a resumed run reached belongs to a
+    checkpoint that never completed, and must not push out the entry of the checkpoint Keras holds."""
+    run = RunDirectory(tmp_path / "run")
+    run.backup_dir.mkdir()
+    model = tf.keras.Sequential([tf.keras.Input((2,)), tf.keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    stopper = tf.keras.callbacks.EarlyStopping()
+    stopper.on_train_begin()  # sets its best score
+    backup = fault_tolerance.RunBackup(run, 30, 100, stopper, tf.keras.callbacks.ModelCheckpoint(str(tmp_path / "c")),
+                                       [], None)
+    backup.set_model(model)
+    (run.backup_dir / fault_tolerance.RESUME_FILE).write_text(json.dumps({"200": {}, "300": {}}))
+    for step, expected in ((230, ["200", "230"]), (260, ["230", "260"])):
+        model.optimizer.iterations.assign(step)
+        assert sorted(backup._write_state(), key=int) == expected
 
 
 def test_a_step_backup_due_on_an_epochs_last_batch_waits_for_its_validation(tmp_path, monkeypatch):

@@ -153,9 +153,26 @@ class RunBackup(tf.keras.callbacks.BackupAndRestore):
             self._backup(epoch=epoch, batch=self.steps_per_epoch - 1)
 
     def on_train_end(self, logs: Optional[dict] = None) -> None:
-        """Training ended normally: Keras removes its checkpoint, and nothing is left to resume."""
-        super().on_train_end(logs)
+        """Training ended normally: the best epoch's weights become ``checkpoints/best``, then the backup goes.
+
+        Runs after early stopping put the best weights it holds back in the
+        model. If the best epoch ended before this process resumed, those are
+        the placeholder: its checkpoint is read instead. Anything failing here
+        leaves the backup to resume from.
+        """
+        if self.resume is not None and self.stopper.best_epoch < self.resume.epoch:
+            self.model.load_weights(str(self._epoch_weights(self.stopper.best_epoch))).expect_partial()
+        self.model.save_weights(str(self.run.best_checkpoint))
+        self.run.remove_epoch_checkpoints()
+        super().on_train_end(logs)  # Keras removes its checkpoint
         shutil.rmtree(self.path.parent, ignore_errors=True)
+
+    def _epoch_weights(self, epoch: int) -> pathlib.Path:
+        checkpoint = self.run.epoch_checkpoint(epoch)
+        if tf.io.gfile.exists(f"{checkpoint}.index"):
+            return checkpoint
+        # A run started before best checkpoints were kept per epoch (2026-12-07) has only this one.
+        return self.run.best_checkpoint
 
     def _backup(self, epoch: int, batch: int = 0) -> None:
         kept = self._write_state()
@@ -165,7 +182,8 @@ class RunBackup(tf.keras.callbacks.BackupAndRestore):
     def _write_state(self) -> dict:
         """Adds this step's entry to ``resume.json`` (the last KEPT_ENTRIES stay) and returns the entries kept."""
         step = int(self.model.optimizer.iterations.numpy())
-        entries = read_entries(self.path)
+        # Entries past this step were written by a process killed before their checkpoints completed.
+        entries = {key: entry for key, entry in read_entries(self.path).items() if int(key) < step}
         entries[str(step)] = {
             "stopper": {"wait": self.stopper.wait, "best": float(self.stopper.best),
                         "best_epoch": self.stopper.best_epoch, "stopped_epoch": self.stopper.stopped_epoch},

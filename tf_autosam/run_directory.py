@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import json
 import pathlib
+import shutil
 from typing import Any, Optional
 
 from input_pipeline.cache import atomic_write_text
@@ -68,7 +69,11 @@ class RunDirectory:
         """Deletes the files of every epoch checkpoint except those of the 0-based epochs in ``keep``."""
         kept = {self.epoch_checkpoint(epoch).name for epoch in keep}
         for path in self.checkpoint_dir.glob(EPOCH_CHECKPOINT_PREFIX + "*"):
-            if path.name.split(".")[0] not in kept:
+            if path.name.split(".")[0] in kept:
+                continue
+            if path.is_dir():  # a save killed midway leaves its ``_temp`` folder
+                shutil.rmtree(path, ignore_errors=True)
+            else:
                 path.unlink(missing_ok=True)
 
     @property

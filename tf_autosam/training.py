@@ -118,8 +118,11 @@ def fit_recommender(
     model.compile(optimizer=models.recommender_optimizer(config), jit_compile=config.jit_compile)
     monitor = f"val_{SELECTION_METRIC}"
     stopper = tf.keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=config.patience, restore_best_weights=True)
+    # Without a backup (parameter-server training) there is no resume whose best epoch a newer
+    # checkpoint could replace: one checkpoint, overwritten at each new best.
     best_checkpoint = tf.keras.callbacks.ModelCheckpoint(
-        run.epoch_checkpoint_pattern, monitor=monitor, mode="max", save_best_only=True, save_weights_only=True
+        str(run.best_checkpoint) if parameter_server else run.epoch_checkpoint_pattern,
+        monitor=monitor, mode="max", save_best_only=True, save_weights_only=True,
     )
     # verbose=1 shows Keras' progress bar, which already prints each epoch's metrics.
     recorder = EpochRecorder(run, log if config.verbose == 2 else _silent)
@@ -135,18 +138,12 @@ def fit_recommender(
     if isinstance(model, models.AutoSAMRecommender):
         callbacks.append(sampler_summaries(config, data, windows, run))
     if not parameter_server:
-        callbacks += [
-            fault_tolerance.RunBackup(run, config.backup_every_steps, steps_per_epoch, stopper, best_checkpoint,
-                                      recorder.epochs, resume),
-        ]
+        callbacks.append(fault_tolerance.RunBackup(
+            run, config.backup_every_steps, steps_per_epoch, stopper, best_checkpoint, recorder.epochs, resume
+        ))
     _write_config_summary(run, config)
     model.fit(train, epochs=config.epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks,
               verbose=1 if config.verbose == 1 else 0)
-    if resume is not None and stopper.best_epoch < resume.epoch:
-        # The best epoch ended before this process resumed: its weights are only in its checkpoint.
-        model.load_weights(str(run.epoch_checkpoint(stopper.best_epoch))).expect_partial()
-    model.save_weights(str(run.best_checkpoint))
-    run.remove_epoch_checkpoints()
     best = recorder.epochs[stopper.best_epoch]
     summary = {"best_epoch": best["epoch"], "epochs_run": len(recorder.epochs)}
     if "keep_rate" in best:
