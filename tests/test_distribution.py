@@ -11,6 +11,7 @@ import pathlib
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -106,6 +107,51 @@ def test_two_synchronous_workers_agree_on_the_final_weights(tmp_path, tiny_csv):
     for a, b in zip(first, second):
         np.testing.assert_allclose(a, b, atol=1e-6)
     assert np.all(np.isfinite(np.load(tmp_path / "worker0.npz")["losses"]))
+
+
+def steps_in_resume_file(backup_dir: pathlib.Path) -> list[int]:
+    try:
+        return [int(step) for step in json.loads((backup_dir / "resume.json").read_text())]
+    except (OSError, ValueError):
+        return []
+
+
+def test_a_killed_synchronous_cluster_resumes_every_worker_from_the_chiefs_backup(tmp_path, tiny_csv):
+    """Both workers killed after a mid-run backup and restarted with the same commands end as an
+    uninterrupted cluster does: the non-chief worker restores from the chief's backup too."""
+    flags = ["--strategy=multi_worker", "--model=sasrec", "--epochs=4", "--backup_every_steps=2"]
+
+    def cluster(name: str) -> tuple[list[list[str]], list[dict]]:
+        ports = free_ports(2)
+        workers = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+        commands = [[*job_command(tmp_path, tiny_csv, f"{name}{i}", *flags), f"--run_dir={tmp_path / name}"]
+                    for i in range(2)]
+        return commands, [environment({"cluster": workers, "task": {"type": "worker", "index": i}}) for i in range(2)]
+
+    run_jobs(*cluster("whole"))
+    commands, envs = cluster("killed")
+    backup = tmp_path / "killed" / "backup"
+    processes = [subprocess.Popen(c, env=e, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                 for c, e in zip(commands, envs)]
+    try:
+        deadline = time.monotonic() + TIMEOUT_S
+        # Two entries past the first step: the older one's checkpoint is whole (each entry precedes its own).
+        while len([step for step in steps_in_resume_file(backup) if step > 2]) < 2:
+            assert time.monotonic() < deadline and all(p.poll() is None for p in processes), "the run ended first"
+            time.sleep(0.05)
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait()
+    assert not (tmp_path / "killed" / "metrics.json").exists()
+    run_jobs(commands, envs)  # the same commands, on fresh ports' worth of the same cluster
+    whole, resumed = (json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("whole", "killed"))
+    assert resumed["best_epoch"] == whole["best_epoch"]
+    assert resumed["test"] == pytest.approx(whole["test"], abs=1e-6)
+    for name in ("killed0", "killed1"):
+        for resumed_weights, whole_weights in zip(weights(tmp_path / f"{name}.npz"), weights(tmp_path / "whole0.npz")):
+            np.testing.assert_allclose(resumed_weights, whole_weights, rtol=1e-5, atol=1e-6)
+    assert not backup.exists()
 
 
 def test_parameter_server_cluster_trains_with_the_item_table_sharded(tmp_path, tiny_csv):

@@ -112,9 +112,13 @@ class RunBackup(tf.keras.callbacks.BackupAndRestore):
         self.resume = resume
         self._due_at_epoch_end = False
         self._tracker_values: Optional[list] = None
+        self._chief = True
 
     def on_train_begin(self, logs: Optional[dict] = None) -> None:
         super().on_train_begin(logs)  # restores Keras' checkpoint, if any
+        # Keras' own test: the chief (any process outside a multi-worker cluster) writes the backup;
+        # the other workers restore from it and write only their temporary copies.
+        self._chief = self.model.distribute_strategy.extended.should_checkpoint
         if self.resume is None:
             return
         state = self.resume.state
@@ -162,19 +166,26 @@ class RunBackup(tf.keras.callbacks.BackupAndRestore):
         """
         if self.resume is not None and self.stopper.best_epoch < self.resume.epoch:
             self.model.load_weights(str(self._epoch_weights(self.stopper.best_epoch))).expect_partial()
+        # Every worker saves (a synchronous cluster's save is a collective); the chief deletes the
+        # epoch checkpoints, which the others have read by then, only after it.
         self.model.save_weights(str(self.run.best_checkpoint))
         self.run.remove_epoch_checkpoints()
-        super().on_train_end(logs)  # Keras removes its checkpoint
-        shutil.rmtree(self.path.parent, ignore_errors=True)
+        super().on_train_end(logs)  # Keras removes its checkpoint (the chief's) or its temporary copy
+        if self._chief:
+            shutil.rmtree(self.path.parent, ignore_errors=True)
 
     def _epoch_weights(self, epoch: int) -> pathlib.Path:
-        checkpoint = self.run.epoch_checkpoint(epoch)
+        written = self.run.chief or self.run
+        checkpoint = written.epoch_checkpoint(epoch)
         if tf.io.gfile.exists(f"{checkpoint}.index"):
             return checkpoint
         # A run started before best checkpoints were kept per epoch (2026-12-07) has only this one.
-        return self.run.best_checkpoint
+        return written.best_checkpoint
 
     def _backup(self, epoch: int, batch: int = 0) -> None:
+        if not self._chief:
+            super()._backup(epoch=epoch, batch=batch)  # every worker takes part in Keras' save
+            return
         kept = self._write_state()
         super()._backup(epoch=epoch, batch=batch)
         self.run.remove_epoch_checkpoints(keep=frozenset(entry["stopper"]["best_epoch"] for entry in kept.values()))

@@ -124,9 +124,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from tf_autosam.training import run_training
 
     if config.strategy != "default" and not distribution.writes_outputs(config.strategy):
-        # A non-chief worker of a synchronous cluster trains in step with the chief; the chief writes the run.
+        # A non-chief worker of a synchronous cluster trains in step with the chief; the chief writes the
+        # run. It reads the chief's backup (Keras restores every worker from it), so that a killed cluster
+        # restarted with the same command resumes every worker at the same step.
         with tempfile.TemporaryDirectory(prefix="tf_autosam-worker-") as scratch:
-            run_training(config, data, RunDirectory(pathlib.Path(scratch)), log=lambda line: None)
+            worker_run = RunDirectory(pathlib.Path(scratch), chief=RunDirectory(pathlib.Path(run_dir)))
+            run_training(config, data, worker_run, log=lambda line: None)
         return 0
     from tf_autosam.fault_tolerance import TrainingDivergedError
 

@@ -39,9 +39,12 @@ def saved_config(run_dir: pathlib.Path) -> TrainerConfig:
 class RunDirectory:
     """Paths and atomic writers for one run's outputs."""
 
-    def __init__(self, path: pathlib.Path):
+    def __init__(self, path: pathlib.Path, chief: Optional["RunDirectory"] = None):
+        """``chief``: for a non-chief worker of a synchronous cluster, the run directory the chief
+        writes, whose backup and best-epoch checkpoints this worker reads."""
         self.path = pathlib.Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
+        self.chief = chief
 
     @classmethod
     def create(cls, run_dir: Optional[str], dataset: str, model: str) -> "RunDirectory":
@@ -78,8 +81,8 @@ class RunDirectory:
 
     @property
     def backup_dir(self) -> pathlib.Path:
-        """Keras' training-state backup and ``resume.json``; removed when training ends normally."""
-        return self.path / "backup"
+        """Keras' training-state backup and ``resume.json`` (the chief's); removed when training ends normally."""
+        return self.chief.backup_dir if self.chief else self.path / "backup"
 
     @property
     def tensorboard_dir(self) -> pathlib.Path:
