@@ -122,8 +122,8 @@ def train_in_process(tmp_path: pathlib.Path, run_dir: pathlib.Path, *extra: str)
     return json.loads((run_dir / "metrics.json").read_text())
 
 
-def interrupted_then_resumed(tmp_path, monkeypatch, callback: type, at_epoch: int, *extra: str) -> dict:
-    """Trains with KeyboardInterrupt raised after ``callback.on_epoch_end`` of 0-based ``at_epoch``, then resumes."""
+def interrupted(tmp_path, monkeypatch, callback: type, at_epoch: int, *extra: str) -> pathlib.Path:
+    """The run directory of a run stopped by KeyboardInterrupt after ``callback.on_epoch_end`` of 0-based ``at_epoch``."""
     original = callback.on_epoch_end
 
     def interrupting(self, epoch, logs=None):
@@ -136,7 +136,11 @@ def interrupted_then_resumed(tmp_path, monkeypatch, callback: type, at_epoch: in
         patched.setattr(callback, "on_epoch_end", interrupting)
         with pytest.raises(KeyboardInterrupt):
             train_in_process(tmp_path, run_dir, *extra)
-    return train_in_process(tmp_path, run_dir, *extra)
+    return run_dir
+
+
+def interrupted_then_resumed(tmp_path, monkeypatch, callback: type, at_epoch: int, *extra: str) -> dict:
+    return train_in_process(tmp_path, interrupted(tmp_path, monkeypatch, callback, at_epoch, *extra), *extra)
 
 
 def assert_resumed_as_whole(resumed: dict, whole: dict, tmp_path: pathlib.Path) -> None:
@@ -187,18 +191,7 @@ def test_a_run_backed_up_before_best_checkpoints_were_kept_per_epoch_resumes_wit
     it must read its best weights from there."""
     whole = train_in_process(tmp_path, tmp_path / "whole")
     best_epoch = whole["best_epoch"]
-    original = fault_tolerance.RunBackup.on_epoch_end
-
-    def interrupting(self, epoch, logs=None):
-        original(self, epoch, logs)
-        if epoch == best_epoch:
-            raise KeyboardInterrupt
-
-    run_dir = tmp_path / "interrupted"
-    with monkeypatch.context() as patched:
-        patched.setattr(fault_tolerance.RunBackup, "on_epoch_end", interrupting)
-        with pytest.raises(KeyboardInterrupt):
-            train_in_process(tmp_path, run_dir)
+    run_dir = interrupted(tmp_path, monkeypatch, fault_tolerance.RunBackup, best_epoch)
     run = RunDirectory(run_dir)
     for path in run.checkpoint_dir.glob(run.epoch_checkpoint(best_epoch - 1).name + ".*"):
         path.rename(run.checkpoint_dir / path.name.replace(path.name.split(".")[0], "best"))
