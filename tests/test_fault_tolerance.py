@@ -161,6 +161,13 @@ def test_a_run_resumed_after_its_best_epoch_reports_and_keeps_that_epoch(tmp_pat
     assert_resumed_as_whole(resumed, whole, tmp_path)
 
 
+def test_a_run_killed_after_the_backup_of_its_early_stop_trains_no_further_epoch(tmp_path, monkeypatch):
+    whole = train_in_process(tmp_path, tmp_path / "whole")
+    assert whole["epochs_run"] < 20, whole  # early stopping ended it
+    resumed = interrupted_then_resumed(tmp_path, monkeypatch, fault_tolerance.RunBackup, whole["epochs_run"] - 1)
+    assert_resumed_as_whole(resumed, whole, tmp_path)
+
+
 def test_a_best_checkpoint_written_after_the_last_backup_does_not_replace_the_best_epochs_weights(tmp_path, monkeypatch):
     """Killed after writing a best checkpoint for the epoch past the last backup, whose rerun is no best
     (as when dropout draws differ): the resumed run must still end with the best epoch's weights."""

@@ -87,6 +87,11 @@ class ResumePoint:
     batch: int
     state: dict
 
+    @property
+    def stopped_early(self) -> bool:
+        """Backed up at the end of the epoch that stopped the run: only the end of training is left."""
+        return self.state["stopper"]["stopped_epoch"] > 0
+
 
 class RunBackup(tf.keras.callbacks.BackupAndRestore):
     """Keras' backup plus the callback state it lacks (``resume.json``), put back on resume.

@@ -142,7 +142,9 @@ def fit_recommender(
             run, config.backup_every_steps, steps_per_epoch, stopper, best_checkpoint, recorder.epochs, resume
         ))
     _write_config_summary(run, config)
-    model.fit(train, epochs=config.epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks,
+    # Killed after early stopping's last backup: no epoch is left to run, only the end of training.
+    epochs = resume.epoch if resume is not None and resume.stopped_early else config.epochs
+    model.fit(train, epochs=epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks,
               verbose=1 if config.verbose == 1 else 0)
     best = recorder.epochs[stopper.best_epoch]
     summary = {"best_epoch": best["epoch"], "epochs_run": len(recorder.epochs)}
