@@ -13,10 +13,9 @@ weights are in its own checkpoint (``RunDirectory.epoch_checkpoint``), kept
 while a kept entry names it, so a process killed after writing a newer one
 cannot replace them. Random draws inside a step are stateless functions of
 (seed, step) and each epoch's order a function of (seed, epoch)
-(``input_pipeline.pipeline.training_dataset``), so a resumed run reads and
-draws what the uninterrupted one would have. The exception: Keras' dropout
-masks come from a per-process random stream that tf-keras cannot checkpoint,
-so after a resume with dropout > 0 they are fresh draws.
+(``input_pipeline.pipeline.training_dataset``), dropout masks included
+(``tf_autosam.layers.dropout``), so a resumed run reads and draws what the
+uninterrupted one would have.
 """
 
 from __future__ import annotations

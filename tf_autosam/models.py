@@ -22,6 +22,10 @@ from tf_autosam.config import TrainerConfig
 from tf_autosam.layers import block_settings
 from tf_autosam.layers.sampler import BehaviourSampler
 
+# A step's random streams (SequentialRecommender.step_seed): the shared negatives, the sampler's
+# actions, and the dropout of the recommender's and of the sampler's training passes.
+NEGATIVES, ACTIONS, RECOMMENDER_DROPOUT, SAMPLER_DROPOUT = 0, 1, 2, 3
+
 
 class SequentialRecommender(tf.keras.Model):
     """Backbone + next-item cross-entropy at every position (full or sampled softmax).
@@ -57,12 +61,11 @@ class SequentialRecommender(tf.keras.Model):
         return {name: tracker.result() for name, tracker in self.trackers.items()}
 
     def call(self, inputs: tf.Tensor, training: bool = False) -> tf.Tensor:
-        """[batch, N + 1] scores for the item after each input sequence."""
-        return self.backbone.logits(self.inference(inputs, training=training)[2])
+        """[batch, N + 1] scores for the item after each input sequence (never with dropout: training
+        runs through ``train_step``)."""
+        return self.backbone.logits(self.inference(inputs)[2])
 
-    def inference(
-        self, inputs: tf.Tensor, training: bool = False, static_width: bool = False
-    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    def inference(self, inputs: tf.Tensor, static_width: bool = False) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         """(keep probability [batch, L], kept [batch, L], user vector [batch, d]) of left-padded windows.
 
         The user vector scores item i as its dot product with item i's
@@ -71,12 +74,16 @@ class SequentialRecommender(tf.keras.Model):
         (what XLA needs); the answer is the same.
         """
         kept = tf.not_equal(inputs, PADDING_ID)
-        vector = self.backbone(inputs, training=training, newest_only=True)[:, -1]
+        vector = self.backbone(inputs, newest_only=True)[:, -1]
         return tf.cast(kept, tf.float32), kept, vector
 
-    def step_seed(self, stream: int = 0) -> tf.Tensor:
+    def step_seed(self, stream: int = NEGATIVES) -> tf.Tensor:
         """A stateless seed unique to (run seed, random stream, optimisation step)."""
         return tf.stack([tf.constant(self.seed * 1000 + stream, tf.int64), tf.cast(self.optimizer.iterations, tf.int64)])
+
+    def dropout_seed(self, stream: int) -> tf.Tensor:
+        """The dropout seed of one training pass: this step's, distinct per replica (``layers.dropout``)."""
+        return replica_seed(self.step_seed(stream))
 
     def next_item_loss(self, hidden: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
         table = self.backbone.item_table
@@ -96,7 +103,7 @@ class SequentialRecommender(tf.keras.Model):
     def train_step(self, data):
         inputs, targets = data
         with tf.GradientTape() as tape:
-            loss = self.next_item_loss(self.backbone(inputs, training=True), targets)
+            loss = self.next_item_loss(self.backbone(inputs, dropout_seed=self.dropout_seed(RECOMMENDER_DROPOUT)), targets)
         self.optimizer.minimize(loss, self.trainable_variables, tape=tape)
         return self.track({"loss": loss})
 
@@ -145,7 +152,8 @@ class AutoSAMRecommender(SequentialRecommender):
             if full_hidden is None:
                 full_hidden = self.backbone(inputs)
             surprise = tf.stop_gradient(self.surprise(inputs, full_hidden))
-        return self.sampler(self.backbone.embed(inputs), tf.not_equal(inputs, PADDING_ID), surprise, training=training)
+        return self.sampler(self.backbone.embed(inputs), tf.not_equal(inputs, PADDING_ID), surprise,
+                            self.dropout_seed(SAMPLER_DROPOUT) if training else None)
 
     def surprise(self, inputs: tf.Tensor, full_hidden: tf.Tensor) -> tf.Tensor:
         """[batch, L] -(score of x_t given x_<t), centred per user; 0 where x_t has no prefix."""
@@ -173,9 +181,7 @@ class AutoSAMRecommender(SequentialRecommender):
         keep = tf.logical_or(tf.logical_or(keep, newest[tf.newaxis]), tf.logical_not(self.sampler_acting()))
         return tf.logical_and(keep, tf.not_equal(inputs, PADDING_ID))
 
-    def inference(
-        self, inputs: tf.Tensor, training: bool = False, static_width: bool = False
-    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    def inference(self, inputs: tf.Tensor, static_width: bool = False) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         """As for the plain backbone, with the sampler's decision (of the first draw, in stochastic mode).
 
         With several draws the user vector is their mean: scores are linear in
@@ -188,7 +194,7 @@ class AutoSAMRecommender(SequentialRecommender):
             decisions.append(self.inference_keep(inputs, probability, draw))
             kept = compact(inputs, decisions[-1], tf.zeros_like(inputs[:, -1]))
             items, positions = self._trim(kept.items, kept.positions, static=static_width)
-            vectors.append(self.backbone(items, positions, training=training, newest_only=True)[:, -1])
+            vectors.append(self.backbone(items, positions, newest_only=True)[:, -1])
         return probability, decisions[0], tf.add_n(vectors) / float(draws)
 
     def _trim(self, *compacted: tf.Tensor, static: bool = False) -> tuple[tf.Tensor, ...]:
@@ -206,7 +212,7 @@ class AutoSAMRecommender(SequentialRecommender):
         trained = tf.gather(tf.not_equal(targets, PADDING_ID), kept.positions, batch_dims=1)
         trained_targets = tf.where(trained, kept.targets, PADDING_ID)
         items, positions, kept_targets, trained_targets = self._trim(kept.items, kept.positions, kept.targets, trained_targets)
-        hidden = self.backbone(items, positions, training=training)
+        hidden = self.backbone(items, positions, dropout_seed=self.dropout_seed(RECOMMENDER_DROPOUT) if training else None)
         return hidden, trained_targets, self.target_log_probabilities(hidden, kept_targets)
 
     def full_window_pass(self, inputs: tf.Tensor, targets: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -230,7 +236,7 @@ class AutoSAMRecommender(SequentialRecommender):
         valid_float = tf.cast(valid, tf.float32)
         real = tf.reduce_sum(valid_float)
         probability = self.keep_probability(inputs, full_hidden, training=True)
-        draws = tf.random.stateless_uniform(tf.shape(probability), replica_seed(self.step_seed(stream=1)))
+        draws = tf.random.stateless_uniform(tf.shape(probability), replica_seed(self.step_seed(ACTIONS)))
         acting = self.sampler_acting()
         keep = tf.logical_and(tf.logical_or(draws < probability, tf.logical_not(acting)), valid)
         fed, loss_targets = valid, targets

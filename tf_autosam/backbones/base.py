@@ -19,12 +19,14 @@ A backbone provides:
 - ``embed_items(items)``: rows of the item table; ``embed(items, positions)``:
   the input embeddings the sampler reads (a backbone without position ids
   may ignore ``positions``);
-- ``call(items, positions, training, newest_only)``: hidden states, zero at
+- ``call(items, positions, dropout_seed, newest_only)``: hidden states, zero at
   padding; the state at t depends only on the items at or before t, and
   extra leading padding changes nothing (so a compacted window is a valid
   input). ``newest_only=True`` returns [batch, 1, d], the newest position's
   state alone (the user vector that scores the next item), skipping what
-  only the other positions need;
+  only the other positions need; dropout applies only with a ``dropout_seed``
+  (``layers.dropout``: masks that depend on the seed alone, so a resumed run
+  draws the uninterrupted one's);
 - ``logits(hidden)`` [..., N + 1]: every item id's score for each hidden state.
 """
 
@@ -73,7 +75,8 @@ class Backbone(tf.keras.layers.Layer):
         raise NotImplementedError
 
     def call(
-        self, items: tf.Tensor, positions: Optional[tf.Tensor] = None, training: bool = False, newest_only: bool = False
+        self, items: tf.Tensor, positions: Optional[tf.Tensor] = None, dropout_seed: Optional[tf.Tensor] = None,
+        newest_only: bool = False,
     ) -> tf.Tensor:
         raise NotImplementedError
 

@@ -22,14 +22,15 @@ import tensorflow as tf
 from input_pipeline.schema import PADDING_ID
 from tf_autosam.backbones.base import Backbone, real_items
 from tf_autosam.config import TrainerConfig
+from tf_autosam.layers.dropout import dropout
 
 
 class GRU4Rec(Backbone):
     """Session-based recurrent recommender as one layer."""
 
-    def __init__(self, num_items: int, max_len: int, hidden_size: int, gru_size: int, num_layers: int, dropout: float, **kwargs):
+    def __init__(self, num_items: int, max_len: int, hidden_size: int, gru_size: int, num_layers: int, dropout_rate: float, **kwargs):
         super().__init__(num_items, max_len, hidden_size, **kwargs)
-        self.embedding_dropout = tf.keras.layers.Dropout(dropout)
+        self.dropout_rate = dropout_rate
         # No biases, as in RecBole's reference; masked steps keep the previous state.
         self.grus = [
             tf.keras.layers.GRU(gru_size, return_sequences=True, use_bias=False, name=f"gru_{i}")
@@ -44,12 +45,13 @@ class GRU4Rec(Backbone):
         return self.item_embedding(items)
 
     def call(
-        self, items: tf.Tensor, positions: Optional[tf.Tensor] = None, training: bool = False, newest_only: bool = False
+        self, items: tf.Tensor, positions: Optional[tf.Tensor] = None, dropout_seed: Optional[tf.Tensor] = None,
+        newest_only: bool = False,
     ) -> tf.Tensor:
         valid = tf.not_equal(items, PADDING_ID)
-        x = self.embedding_dropout(self.embed(items, positions), training=training)
+        x = dropout(self.embed(items, positions), self.dropout_rate, dropout_seed, site=0)
         for gru in self.grus:
-            x = gru(x, mask=valid, training=training)
+            x = gru(x, mask=valid)
         if newest_only:
             x, items = x[:, -1:], items[:, -1:]
         x = self.projection(x)

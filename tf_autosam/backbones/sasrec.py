@@ -12,6 +12,7 @@ import tensorflow as tf
 from input_pipeline.schema import PADDING_ID
 from tf_autosam.backbones.base import Backbone, real_items
 from tf_autosam.config import TrainerConfig
+from tf_autosam.layers.dropout import dropout, sub_seed
 from tf_autosam.layers import BlockSettings, TransformerBlock, block_settings, causal_padding_mask, truncated_normal
 
 
@@ -23,7 +24,7 @@ class SASRec(Backbone):
         self.norm = block.norm
         self.position_embedding = tf.keras.layers.Embedding(max_len, block.hidden_size, embeddings_initializer=truncated_normal(), name="position_embedding")
         self.embedding_norm = tf.keras.layers.LayerNormalization(epsilon=1e-6, name="embedding_norm")
-        self.embedding_dropout = tf.keras.layers.Dropout(block.dropout)
+        self.dropout = block.dropout
         self.blocks = [
             TransformerBlock(block, name=f"block_{i}")
             for i in range(num_blocks)
@@ -37,19 +38,20 @@ class SASRec(Backbone):
         return self.item_embedding(items) + self.position_embedding(positions)
 
     def call(
-        self, items: tf.Tensor, positions: Optional[tf.Tensor] = None, training: bool = False, newest_only: bool = False
+        self, items: tf.Tensor, positions: Optional[tf.Tensor] = None, dropout_seed: Optional[tf.Tensor] = None,
+        newest_only: bool = False,
     ) -> tf.Tensor:
         x = self.embed(items, positions)
         keep = real_items(items, x.dtype)
         if self.norm == "post":
             x = self.embedding_norm(x)
-        x = self.embedding_dropout(x, training=training) * keep
+        x = dropout(x, self.dropout, dropout_seed, site=0) * keep
         mask = causal_padding_mask(tf.not_equal(items, PADDING_ID))
         for index, block in enumerate(self.blocks):
             last_block = index == len(self.blocks) - 1
             if newest_only and last_block:
                 keep = keep[:, -1:]
-            x = block(x, mask, training=training, newest_only=newest_only and last_block) * keep
+            x = block(x, mask, sub_seed(dropout_seed, index + 1), newest_only=newest_only and last_block) * keep
         if newest_only:
             x, keep = x[:, -1:], keep[:, -1:]
         if self.final_norm is not None:

@@ -32,8 +32,11 @@ class BehaviourSampler(tf.keras.layers.Layer):
         # float32 under a mixed-precision policy: keep probabilities meet float32 draws and rewards.
         self.mlp_output = tf.keras.layers.Dense(2, kernel_initializer=truncated_normal(), dtype="float32", name="mlp_output")
 
-    def call(self, embeddings: tf.Tensor, valid: tf.Tensor, surprise: Optional[tf.Tensor] = None, training: bool = False) -> tf.Tensor:
-        context = self.context(embeddings, causal_padding_mask(valid), training=training)
+    def call(
+        self, embeddings: tf.Tensor, valid: tf.Tensor, surprise: Optional[tf.Tensor] = None,
+        dropout_seed: Optional[tf.Tensor] = None,
+    ) -> tf.Tensor:
+        context = self.context(embeddings, causal_padding_mask(valid), dropout_seed)
         features = [context, self.projection(embeddings)]
         if surprise is not None:
             features.append(tf.cast(surprise, context.dtype)[..., tf.newaxis])

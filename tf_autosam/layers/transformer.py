@@ -7,15 +7,19 @@ Shapes: ``x`` is [batch, length, d]; ``mask`` is the boolean attention mask
 from __future__ import annotations
 
 import dataclasses
+from typing import Optional
 
 import tensorflow as tf
 
 from tf_autosam.config import TrainerConfig
+from tf_autosam.layers.dropout import dropout
 
 # Large negative added to masked attention logits. Finite, so a query whose keys
 # are all masked (a padding position) gets uniform weights instead of NaN; its
 # output is zeroed by the caller anyway.
 _MASKED_LOGIT = -1e9
+# A block's dropout sites (``layers.dropout``): the attention weights and each sub-layer's output.
+ATTENTION_SITE, ATTENTION_OUTPUT_SITE, FFN_OUTPUT_SITE = 0, 1, 2
 
 
 def truncated_normal() -> tf.keras.initializers.Initializer:
@@ -77,8 +81,7 @@ class TransformerBlock(tf.keras.layers.Layer):
         self.ffn_output = tf.keras.layers.Dense(hidden_size, kernel_initializer=truncated_normal(), name="ffn_output")
         self.attention_norm = tf.keras.layers.LayerNormalization(epsilon=1e-6, name="attention_norm")
         self.ffn_norm = tf.keras.layers.LayerNormalization(epsilon=1e-6, name="ffn_norm")
-        self.attention_dropout = tf.keras.layers.Dropout(dropout)
-        self.residual_dropout = tf.keras.layers.Dropout(dropout)
+        self.dropout = dropout
 
     def build(self, input_shape):
         if self.norm == "post":
@@ -87,7 +90,9 @@ class TransformerBlock(tf.keras.layers.Layer):
             self.ffn_scale = self.add_weight("ffn_scale", shape=[], initializer=scale_init)
         super().build(input_shape)
 
-    def _attend(self, tokens: tf.Tensor, length: tf.Tensor, mask: tf.Tensor, training: bool, newest_only: bool) -> tf.Tensor:
+    def _attend(
+        self, tokens: tf.Tensor, length: tf.Tensor, mask: tf.Tensor, dropout_seed: Optional[tf.Tensor], newest_only: bool
+    ) -> tf.Tensor:
         """[batch * Lq, d] attention output for tokens [batch * L, d] (Lq = 1 with ``newest_only``, else L)."""
         head_size = self.hidden_size // self.num_heads
         qkv = tf.reshape(self.qkv(tokens), [-1, length, 3, self.num_heads, head_size])
@@ -96,16 +101,19 @@ class TransformerBlock(tf.keras.layers.Layer):
             query, mask = query[:, -1:], mask[:, :, -1:]
         logits = tf.einsum("bqhd,bkhd->bhqk", query, key) * (head_size ** -0.5)
         logits = tf.where(mask, logits, _MASKED_LOGIT)
-        weights = self.attention_dropout(tf.nn.softmax(logits, axis=-1), training=training)
+        weights = dropout(tf.nn.softmax(logits, axis=-1), self.dropout, dropout_seed, ATTENTION_SITE)
         context = tf.einsum("bhqk,bkhd->bqhd", weights, value)
         return self.attention_output(tf.reshape(context, [-1, self.hidden_size]))
 
     def _feed_forward(self, tokens: tf.Tensor) -> tf.Tensor:
         return self.ffn_output(self.ffn_inner(tokens))
 
-    def call(self, x: tf.Tensor, mask: tf.Tensor, training: bool = False, newest_only: bool = False) -> tf.Tensor:
+    def call(
+        self, x: tf.Tensor, mask: tf.Tensor, dropout_seed: Optional[tf.Tensor] = None, newest_only: bool = False
+    ) -> tf.Tensor:
         """[batch, L, d], or [batch, 1, d] with ``newest_only``: only the last position's output, which
         still attends to every position (what scoring the next item needs, at a fraction of the cost).
+        Dropout only with a ``dropout_seed`` (``layers.dropout``).
 
         Inside, positions are flattened to tokens [batch * L, d], so every Dense layer is one
         MatMul that the graph optimiser fuses with its bias and activation (a Dense layer over
@@ -115,15 +123,15 @@ class TransformerBlock(tf.keras.layers.Layer):
         tokens = tf.reshape(x, [-1, self.hidden_size])
         residual = x[:, -1] if newest_only else tokens
         if self.norm == "post":
-            update = self.attention_scale * self._attend(tokens, length, mask, training, newest_only)
-            tokens = self.attention_norm(residual + self.residual_dropout(update, training=training))
+            update = self.attention_scale * self._attend(tokens, length, mask, dropout_seed, newest_only)
+            tokens = self.attention_norm(residual + dropout(update, self.dropout, dropout_seed, ATTENTION_OUTPUT_SITE))
             update = self.ffn_scale * self._feed_forward(tokens)
-            tokens = self.ffn_norm(tokens + self.residual_dropout(update, training=training))
+            tokens = self.ffn_norm(tokens + dropout(update, self.dropout, dropout_seed, FFN_OUTPUT_SITE))
         else:
-            update = self._attend(self.attention_norm(tokens), length, mask, training, newest_only)
-            tokens = residual + self.residual_dropout(update, training=training)
+            update = self._attend(self.attention_norm(tokens), length, mask, dropout_seed, newest_only)
+            tokens = residual + dropout(update, self.dropout, dropout_seed, ATTENTION_OUTPUT_SITE)
             update = self._feed_forward(self.ffn_norm(tokens))
-            tokens = tokens + self.residual_dropout(update, training=training)
+            tokens = tokens + dropout(update, self.dropout, dropout_seed, FFN_OUTPUT_SITE)
         return tf.reshape(tokens, [batch, -1, self.hidden_size])
 
     def get_config(self):
