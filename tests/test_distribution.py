@@ -18,6 +18,7 @@ import pytest
 import tensorflow as tf
 
 from logs import write_interaction_log
+from input_pipeline import pipeline
 from tf_autosam import distribution
 
 JOB = pathlib.Path(__file__).with_name("distributed_job.py")
@@ -220,3 +221,18 @@ def test_replicas_draw_distinct_random_numbers_from_one_step_seed():
                             text=True, timeout=TIMEOUT_S)
     # Replicas: 2; the sampler's draws differ; one device keeps its seed; dropout masks differ.
     assert output.stdout.split() == ["2", "True", "True", "True"], output.stderr[-2000:]
+
+
+def test_parameter_server_workers_read_disjoint_shares_of_the_batch_order(monkeypatch):
+    """tf-keras would give every parameter-server worker a copy of one dataset: with a seeded order,
+    the same batches. Each worker reads every k-th batch instead, and together they read the epoch."""
+    windows = (np.arange(20, dtype=np.int32).reshape(10, 2), np.zeros((10, 2), np.int32))
+    make_dataset = lambda: pipeline.training_dataset(windows, batch_size=2, seed=1)  # noqa: E731
+    epoch = [batch[0].numpy() for batch in make_dataset()]
+    monkeypatch.setattr(distribution, "is_parameter_server", lambda: True)
+    creator = distribution.training_input(make_dataset)
+    shares = [[batch[0].numpy() for batch in creator(tf.distribute.InputContext(2, worker)).take(len(epoch))]
+              for worker in range(2)]
+    np.testing.assert_array_equal(np.stack(shares[0][:3]), np.stack(epoch[0::2]))
+    np.testing.assert_array_equal(np.stack(shares[1][:2]), np.stack(epoch[1::2]))
+    np.testing.assert_array_equal(shares[1][2], epoch[1])  # endless: the share repeats

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
 import tensorflow as tf
 
@@ -66,19 +66,25 @@ def replica_seed(seed: tf.Tensor) -> tf.Tensor:
     return tf.random.experimental.stateless_fold_in(seed, context.replica_id_in_sync_group)
 
 
-def training_input(dataset: tf.data.Dataset) -> tf.data.Dataset:
-    """The training dataset as the current strategy reads it.
+def training_input(
+    make_dataset: Callable[[], tf.data.Dataset],
+) -> Union[tf.data.Dataset, tf.keras.utils.experimental.DatasetCreator]:
+    """The training batches of ``make_dataset`` as the current strategy reads them.
 
     Synchronous workers each read their share of every batch of the same
     seeded order (data sharding: the input is in memory, not in files).
-    Parameter-server workers pull from an endless stream.
+    Parameter-server workers each read every k-th batch of that order (k
+    workers), endlessly: given a plain dataset, tf-keras hands every worker a
+    copy of it, and with a seeded order they would all train on the same batches.
     """
+    if is_parameter_server():
+        def worker_share(context: tf.distribute.InputContext) -> tf.data.Dataset:
+            return make_dataset().shard(context.num_input_pipelines, context.input_pipeline_id).repeat()
+
+        return tf.keras.utils.experimental.DatasetCreator(worker_share)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    dataset = dataset.with_options(options)
-    if is_parameter_server():
-        return dataset.repeat()
-    return dataset
+    return make_dataset().with_options(options)
 
 
 def is_parameter_server() -> bool:

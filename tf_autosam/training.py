@@ -111,7 +111,7 @@ def fit_recommender(
     resume = None if parameter_server else fault_tolerance.resume_point(run.backup_dir, steps_per_epoch)
     if resume is not None:
         log(f"resuming from the backup in {run.backup_dir}: epoch {resume.epoch + 1}, batch {resume.batch + 1}")
-    train = distribution.training_input(pipeline.training_dataset(
+    train = distribution.training_input(lambda: pipeline.training_dataset(
         windows, config.batch_size, config.seed, config.epochs,
         start_epoch=resume.epoch if resume else 0, skip_batches=resume.batch if resume else 0,
     ))
