@@ -116,13 +116,9 @@ class RunBackup(tf.keras.callbacks.BackupAndRestore):
         self.resume = resume
         self._due_at_epoch_end = False
         self._tracker_values: Optional[list] = None
-        self._chief = True
 
     def on_train_begin(self, logs: Optional[dict] = None) -> None:
         super().on_train_begin(logs)  # restores Keras' checkpoint, if any
-        # Keras' own test: the chief (any process outside a multi-worker cluster) writes the backup;
-        # the other workers restore from it and write only their temporary copies.
-        self._chief = self.model.distribute_strategy.extended.should_checkpoint
         if self.resume is None:
             return
         state = self.resume.state
@@ -130,7 +126,7 @@ class RunBackup(tf.keras.callbacks.BackupAndRestore):
             setattr(self.stopper, name, state["stopper"][name])
         # EarlyStopping holding no best weights takes the next epoch as the best one. The best
         # epoch predates this process; its weights are in its epoch checkpoint, which
-        # fit_recommender reads back unless a later epoch beats it (and replaces these).
+        # on_train_end reads back unless a later epoch beats it (and replaces these).
         self.stopper.best_weights = self.model.get_weights()
         self.best_checkpoint.best = state["best"]
         self.epochs[:] = state["epochs"]
@@ -177,6 +173,12 @@ class RunBackup(tf.keras.callbacks.BackupAndRestore):
         super().on_train_end(logs)  # Keras removes its checkpoint (the chief's) or its temporary copy
         if self._chief:
             shutil.rmtree(self.path.parent, ignore_errors=True)
+
+    @property
+    def _chief(self) -> bool:
+        """Keras' own test: the chief (any process outside a multi-worker cluster) writes the backup;
+        the other workers restore from it and write only their temporary copies."""
+        return self.model.distribute_strategy.extended.should_checkpoint
 
     def _epoch_weights(self, epoch: int) -> pathlib.Path:
         written = self.run.chief or self.run

@@ -81,8 +81,9 @@ class SequentialRecommender(tf.keras.Model):
         """A stateless seed unique to (run seed, random stream, optimisation step)."""
         return tf.stack([tf.constant(self.seed * 1000 + stream, tf.int64), tf.cast(self.optimizer.iterations, tf.int64)])
 
-    def dropout_seed(self, stream: int) -> tf.Tensor:
-        """The dropout seed of one training pass: this step's, distinct per replica (``layers.dropout``)."""
+    def replica_step_seed(self, stream: int) -> tf.Tensor:
+        """This step's seed of ``stream``, distinct per replica: for draws each replica makes for its own
+        examples (the sampler's actions, a training pass's dropout masks: ``layers.dropout``)."""
         return replica_seed(self.step_seed(stream))
 
     def next_item_loss(self, hidden: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
@@ -103,7 +104,7 @@ class SequentialRecommender(tf.keras.Model):
     def train_step(self, data):
         inputs, targets = data
         with tf.GradientTape() as tape:
-            loss = self.next_item_loss(self.backbone(inputs, dropout_seed=self.dropout_seed(RECOMMENDER_DROPOUT)), targets)
+            loss = self.next_item_loss(self.backbone(inputs, dropout_seed=self.replica_step_seed(RECOMMENDER_DROPOUT)), targets)
         self.optimizer.minimize(loss, self.trainable_variables, tape=tape)
         return self.track({"loss": loss})
 
@@ -153,7 +154,7 @@ class AutoSAMRecommender(SequentialRecommender):
                 full_hidden = self.backbone(inputs)
             surprise = tf.stop_gradient(self.surprise(inputs, full_hidden))
         return self.sampler(self.backbone.embed(inputs), tf.not_equal(inputs, PADDING_ID), surprise,
-                            self.dropout_seed(SAMPLER_DROPOUT) if training else None)
+                            self.replica_step_seed(SAMPLER_DROPOUT) if training else None)
 
     def surprise(self, inputs: tf.Tensor, full_hidden: tf.Tensor) -> tf.Tensor:
         """[batch, L] -(score of x_t given x_<t), centred per user; 0 where x_t has no prefix."""
@@ -212,7 +213,7 @@ class AutoSAMRecommender(SequentialRecommender):
         trained = tf.gather(tf.not_equal(targets, PADDING_ID), kept.positions, batch_dims=1)
         trained_targets = tf.where(trained, kept.targets, PADDING_ID)
         items, positions, kept_targets, trained_targets = self._trim(kept.items, kept.positions, kept.targets, trained_targets)
-        hidden = self.backbone(items, positions, dropout_seed=self.dropout_seed(RECOMMENDER_DROPOUT) if training else None)
+        hidden = self.backbone(items, positions, dropout_seed=self.replica_step_seed(RECOMMENDER_DROPOUT) if training else None)
         return hidden, trained_targets, self.target_log_probabilities(hidden, kept_targets)
 
     def full_window_pass(self, inputs: tf.Tensor, targets: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -236,7 +237,7 @@ class AutoSAMRecommender(SequentialRecommender):
         valid_float = tf.cast(valid, tf.float32)
         real = tf.reduce_sum(valid_float)
         probability = self.keep_probability(inputs, full_hidden, training=True)
-        draws = tf.random.stateless_uniform(tf.shape(probability), replica_seed(self.step_seed(ACTIONS)))
+        draws = tf.random.stateless_uniform(tf.shape(probability), self.replica_step_seed(ACTIONS))
         acting = self.sampler_acting()
         keep = tf.logical_and(tf.logical_or(draws < probability, tf.logical_not(acting)), valid)
         fed, loss_targets = valid, targets

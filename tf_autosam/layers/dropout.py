@@ -2,7 +2,7 @@
 
 Keras' ``Dropout`` draws from a per-process random stream that no checkpoint
 holds, so a resumed run drew other masks than the uninterrupted one. Here the
-caller passes the step's dropout seed (``SequentialRecommender.dropout_seed``:
+caller passes the step's dropout seed (``SequentialRecommender.replica_step_seed``:
 run seed, training pass, optimisation step, replica) and each dropout site of
 one forward pass folds in its own ``site`` number. No seed means no dropout
 (inference).
