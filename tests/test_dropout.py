@@ -1,6 +1,7 @@
 """Stateless dropout: the rate and scaling of Keras' dropout, masks that depend on (seed, site) alone."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from tf_autosam.config import TrainerConfig
@@ -43,3 +44,14 @@ def test_a_backbone_drops_out_with_a_seed_and_repeats_itself():
         np.testing.assert_array_equal(backbone(items, dropout_seed=SEED).numpy(), dropped)
         assert not np.allclose(dropped, plain)
         assert not np.allclose(backbone(items, dropout_seed=SEED + 1).numpy(), dropped)
+
+
+def test_a_rate_of_one_or_more_is_refused():
+    for rate in (1.0, 1.5, -0.1):
+        with pytest.raises(ValueError, match="dropout must be in"):
+            TrainerConfig(dropout=rate)
+
+
+def test_a_rate_just_under_one_keeps_almost_nothing():
+    dropped = dropout(tf.ones([100_000]), 0.99999, SEED, site=0).numpy()
+    assert (dropped == 0).mean() > 0.9999

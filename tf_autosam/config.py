@@ -130,6 +130,8 @@ class TrainerConfig:
     def __post_init__(self) -> None:
         if self.target_keep_rate is not None and not 0.0 < self.target_keep_rate <= 1.0:
             raise ValueError(f"target_keep_rate must be in (0, 1], got {self.target_keep_rate}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
     def check_catalogue(self, num_items: int) -> None:
         """Raises ValueError for a setting a catalogue of ``num_items`` items cannot satisfy."""

@@ -95,14 +95,15 @@ class TransformerBlock(tf.keras.layers.Layer):
     ) -> tf.Tensor:
         """[batch * Lq, d] attention output for tokens [batch * L, d] (Lq = 1 with ``newest_only``, else L)."""
         head_size = self.hidden_size // self.num_heads
-        qkv = tf.reshape(self.qkv(tokens), [-1, length, 3, self.num_heads, head_size])
-        query, key, value = tf.unstack(qkv, axis=2)
+        # One transpose to [3, batch, heads, L, head_size] makes both products plain batched matmuls.
+        qkv = tf.transpose(tf.reshape(self.qkv(tokens), [-1, length, 3, self.num_heads, head_size]), [2, 0, 3, 1, 4])
+        query, key, value = tf.unstack(qkv)
         if newest_only:
-            query, mask = query[:, -1:], mask[:, :, -1:]
-        logits = tf.einsum("bqhd,bkhd->bhqk", query, key) * (head_size ** -0.5)
+            query, mask = query[:, :, -1:], mask[:, :, -1:]
+        logits = tf.matmul(query * (head_size ** -0.5), key, transpose_b=True)
         logits = tf.where(mask, logits, _MASKED_LOGIT)
         weights = dropout(tf.nn.softmax(logits, axis=-1), self.dropout, dropout_seed, ATTENTION_SITE)
-        context = tf.einsum("bhqk,bkhd->bqhd", weights, value)
+        context = tf.transpose(tf.matmul(weights, value), [0, 2, 1, 3])
         return self.attention_output(tf.reshape(context, [-1, self.hidden_size]))
 
     def _feed_forward(self, tokens: tf.Tensor) -> tf.Tensor:
