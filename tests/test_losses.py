@@ -144,3 +144,43 @@ def test_an_underflowing_target_probability_gives_a_capped_finite_loss_and_an_ex
     assert loss.numpy() == pytest.approx(-np.log(np.finfo(np.float32).tiny), rel=1e-6)
     # softmax is (1, 0): d loss / d hidden = table[1] - table[2].
     np.testing.assert_allclose(tape.gradient(loss, hidden).numpy(), [[400.0, 0.0]])
+
+
+def bfloat16_rounded(array):
+    return tf.cast(tf.cast(array, tf.bfloat16), tf.float64).numpy()
+
+
+@pytest.mark.parametrize("sampled", [False, True])
+def test_bfloat16_products_give_float32_losses_of_the_rounded_scores(case, sampled):
+    """Under mixed precision the item-scoring products run in bfloat16; the loss is the float32
+    softmax of those scores: NumPy on bfloat16-rounded inputs agrees, float32 inputs do not exactly."""
+    hidden, targets, table = case
+    all_items = tf.range(1, table.shape[0], dtype=tf.int32)
+
+    def loss(compute_dtype):
+        arguments = (tf.constant(hidden), tf.constant(targets), tf.constant(table))
+        if sampled:
+            return losses.sampled_softmax_loss(*arguments, all_items, compute_dtype)
+        return losses.full_softmax_loss(*arguments, compute_dtype)
+
+    mixed, exact = loss(tf.bfloat16), loss(tf.float32)
+    assert mixed.dtype == tf.float32
+    # The positive's score of sampled softmax is a float32 dot product; only the negatives' are rounded.
+    rounded = numpy_full_softmax(bfloat16_rounded(hidden), targets, bfloat16_rounded(table))
+    assert mixed.numpy() == pytest.approx(rounded, rel=2e-2)
+    assert mixed.numpy() != exact.numpy()
+    assert mixed.numpy() == pytest.approx(exact.numpy(), rel=2e-2)
+
+
+def test_bfloat16_gradients_are_float32_and_close(case):
+    hidden, targets, table = case
+    gradients = {}
+    for dtype in (tf.float32, tf.bfloat16):
+        variables = tf.Variable(hidden), tf.Variable(table)
+        with tf.GradientTape() as tape:
+            loss = losses.full_softmax_loss(variables[0], tf.constant(targets), variables[1], dtype)
+        gradients[dtype] = tape.gradient(loss, variables)
+    for mixed, exact in zip(gradients[tf.bfloat16], gradients[tf.float32]):
+        assert mixed.dtype == tf.float32
+        np.testing.assert_allclose(mixed.numpy(), exact.numpy(), atol=2e-2 * np.abs(exact.numpy()).max())
+        assert not np.array_equal(mixed.numpy(), exact.numpy())

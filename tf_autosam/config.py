@@ -83,7 +83,7 @@ class TrainerConfig:
     learning_rate: float = _field(1e-3, "Adam learning rate.")
     strategy: str = _field("default", "Where training runs: default (one device), mirrored (this host's GPUs or CPUs, synchronous), multi_worker (hosts from TF_CONFIG, synchronous), parameter_server (chief, workers and parameter servers from TF_CONFIG, item table sharded over the servers; asynchronous). batch_size is the global batch.", STRATEGIES)
     cpu_devices: int = _field(1, "Split the host CPU into this many logical devices at start-up; without GPUs, --strategy=mirrored makes each one a replica (tests and benchmarks of the mirrored path on a CPU host).")
-    precision: str = _field("float32", "Compute dtype of the layers: float32, or mixed_bfloat16 (bfloat16 compute, float32 variables, scores and losses; for GPUs with bfloat16 units, e.g. A100/H100, and TPUs; no loss scaling needed).", ("float32", "mixed_bfloat16"))
+    precision: str = _field("float32", "Compute dtype of the layers: float32, or mixed_bfloat16 (bfloat16 compute, the item-scoring products included; float32 variables, hidden states, softmaxes and losses; for GPUs with bfloat16 units, e.g. A100/H100, TPUs, and CPUs with AVX-512 BF16 or AMX; no loss scaling needed).", ("float32", "mixed_bfloat16"))
     jit_compile: bool = _field(False, "Compile the training step with XLA (AutoSAM then runs compacted windows at full width: XLA needs static shapes).")
     weight_decay: float = _field(0.0, "Decoupled weight decay of the recommender's weights (AdamW; LayerNorm parameters and biases excluded); 0 = plain Adam.")
     num_negatives: int = _field(0, "Shared uniform negatives per batch for sampled softmax; 0 (or >= catalogue size) = full softmax.")

@@ -6,6 +6,10 @@ padding). Losses are means over the positions that have a target; only those
 positions are scored, so padding costs no [*, N + 1] logits. Inside a
 multi-replica step a loss is the replica's share of the global-batch mean
 (``tf_autosam.distribution``).
+
+``compute_dtype`` is the dtype of the products that score items (bfloat16 under
+``--precision=mixed_bfloat16``, as a mixed-precision Dense layer computes its
+logits); softmaxes, log-probabilities and losses are float32 whatever it is.
 """
 
 from __future__ import annotations
@@ -35,56 +39,76 @@ _SMALLEST_PROBABILITY = 1.1754944e-38
 
 @tf.custom_gradient
 def _softmax_cross_entropy(hidden: tf.Tensor, items: tf.Tensor, classes: tf.Tensor):
-    """[n] -log softmax(hidden @ items^T)[class] with a hand-written gradient.
+    """[n] float32 -log softmax(hidden @ items^T)[class] with a hand-written gradient.
 
-    ``hidden`` [n, d], ``items`` [C, d], ``classes`` [n] in 0..C-1. One fused
+    ``hidden`` [n, d], ``items`` [C, d], ``classes`` [n] in 0..C-1; the three
+    products run in the dtype of ``hidden`` and ``items``. One fused
     softmax serves both the value and the gradient (softmax - one_hot), about
     half the CPU time of ``sparse_softmax_cross_entropy_with_logits`` plus its
-    autodiff. Gradients are exact; only a loss above -log(FLT_MIN) is capped.
+    autodiff. Gradients are exact for the scores the products give; only a loss
+    above -log(FLT_MIN) is capped.
     """
-    probabilities = tf.nn.softmax(tf.matmul(hidden, items, transpose_b=True))
+    probabilities = tf.nn.softmax(tf.cast(tf.matmul(hidden, items, transpose_b=True), tf.float32))
     picked = tf.gather(probabilities, classes, batch_dims=1)
     loss = -tf.math.log(tf.maximum(picked, _SMALLEST_PROBABILITY))
 
     def gradient(upstream: tf.Tensor):
         positions = tf.stack([tf.range(tf.shape(classes)[0]), classes], axis=1)
         logit_gradient = tf.tensor_scatter_nd_sub(probabilities, positions, tf.ones_like(upstream))
-        logit_gradient *= upstream[:, tf.newaxis]
-        hidden_gradient = tf.matmul(logit_gradient, items)
+        logit_gradient = tf.cast(logit_gradient * upstream[:, tf.newaxis], hidden.dtype)
+        # [d, C] then transposed: faster in bfloat16 than the [C, d] product with a transposed operand.
         items_gradient = tf.transpose(tf.matmul(hidden, logit_gradient, transpose_a=True))
-        return hidden_gradient, items_gradient, None
+        return tf.matmul(logit_gradient, items), items_gradient, None
 
     return loss, gradient
 
 
-def _catalogue_cross_entropy(hidden: tf.Tensor, targets: tf.Tensor, item_table: tf.Tensor) -> tf.Tensor:
+def _catalogue_cross_entropy(
+    hidden: tf.Tensor, targets: tf.Tensor, item_table: tf.Tensor, compute_dtype: tf.DType
+) -> tf.Tensor:
     """[n] full-softmax cross-entropy over items 1..N of ``hidden`` [n, d], ``targets`` [n] in 1..N.
 
     Row 0 of the table (padding) is left out of the product, so padding is never
     a class and its row gets no gradient.
     """
-    return _softmax_cross_entropy(hidden, item_table[PADDING_ID + 1 :], targets - (PADDING_ID + 1))
+    rows = item_table[PADDING_ID + 1 :]
+    return _softmax_cross_entropy(tf.cast(hidden, compute_dtype), tf.cast(rows, compute_dtype), targets - (PADDING_ID + 1))
 
 
-def full_softmax_loss(hidden: tf.Tensor, targets: tf.Tensor, item_table: tf.Tensor) -> tf.Tensor:
+def full_softmax_loss(
+    hidden: tf.Tensor, targets: tf.Tensor, item_table: tf.Tensor, compute_dtype: tf.DType = tf.float32
+) -> tf.Tensor:
     """Exact softmax cross-entropy over items 1..N (the padding id is never a class)."""
     hidden, targets = _targeted(hidden, targets)
-    return _mean(_catalogue_cross_entropy(hidden, targets, item_table))
+    return _mean(_catalogue_cross_entropy(hidden, targets, item_table, compute_dtype))
 
 
-def target_log_probabilities(hidden: tf.Tensor, targets: tf.Tensor, item_table: tf.Tensor) -> tf.Tensor:
+def target_log_probabilities(
+    hidden: tf.Tensor, targets: tf.Tensor, item_table: tf.Tensor, compute_dtype: tf.DType = tf.float32
+) -> tf.Tensor:
     """[batch, L] full-softmax log P(target) at every position, 0 where there is no target.
 
     Only positions with a target are scored: the left padding of short or
     compacted windows costs no [*, N] logits.
     """
     scored = tf.where(tf.not_equal(targets, PADDING_ID))
-    log_probability = -_catalogue_cross_entropy(tf.gather_nd(hidden, scored), tf.gather_nd(targets, scored), item_table)
+    log_probability = -_catalogue_cross_entropy(
+        tf.gather_nd(hidden, scored), tf.gather_nd(targets, scored), item_table, compute_dtype
+    )
     return tf.scatter_nd(scored, log_probability, tf.shape(targets, out_type=tf.int64))
 
 
+def _negative_logits(hidden: tf.Tensor, item_table: tf.Tensor, negatives: tf.Tensor, compute_dtype: tf.DType) -> tf.Tensor:
+    """[..., K] float32 scores of the shared negatives for ``hidden`` [..., d], the product in ``compute_dtype``."""
+    rows = tf.cast(tf.gather(item_table, negatives), compute_dtype)
+    flat = tf.reshape(tf.cast(hidden, compute_dtype), [-1, tf.shape(hidden)[-1]])
+    scores = tf.matmul(flat, rows, transpose_b=True)
+    return tf.cast(tf.reshape(scores, tf.concat([tf.shape(hidden)[:-1], [-1]], axis=0)), tf.float32)
+
+
 def sampled_target_log_probabilities(
-    hidden: tf.Tensor, targets: tf.Tensor, item_table: tf.Tensor, negatives: tf.Tensor, num_items: int
+    hidden: tf.Tensor, targets: tf.Tensor, item_table: tf.Tensor, negatives: tf.Tensor, num_items: int,
+    compute_dtype: tf.DType = tf.float32,
 ) -> tf.Tensor:
     """[batch, L] estimate of :func:`target_log_probabilities` from shared uniform negatives.
 
@@ -95,7 +119,7 @@ def sampled_target_log_probabilities(
     are every item once.
     """
     positive = tf.reduce_sum(hidden * tf.gather(item_table, targets), axis=-1)
-    negative = tf.einsum("bld,kd->blk", hidden, tf.gather(item_table, negatives))
+    negative = _negative_logits(hidden, item_table, negatives, compute_dtype)
     accidental_hit = tf.equal(targets[..., tf.newaxis], negatives)
     count = tf.cast(tf.size(negatives), hidden.dtype)
     negative = tf.where(accidental_hit, _EXCLUDED_LOGIT, negative + tf.math.log(num_items / count))
@@ -104,7 +128,7 @@ def sampled_target_log_probabilities(
 
 
 def sampled_softmax_loss(
-    hidden: tf.Tensor, targets: tf.Tensor, item_table: tf.Tensor, negatives: tf.Tensor
+    hidden: tf.Tensor, targets: tf.Tensor, item_table: tf.Tensor, negatives: tf.Tensor, compute_dtype: tf.DType = tf.float32
 ) -> tf.Tensor:
     """Softmax over [positive, shared negatives]; a negative equal to the positive is masked.
 
@@ -113,7 +137,7 @@ def sampled_softmax_loss(
     """
     hidden, targets = _targeted(hidden, targets)
     positive = tf.reduce_sum(hidden * tf.gather(item_table, targets), axis=-1, keepdims=True)
-    negative = tf.matmul(hidden, tf.gather(item_table, negatives), transpose_b=True)
+    negative = _negative_logits(hidden, item_table, negatives, compute_dtype)
     accidental_hit = tf.equal(targets[:, tf.newaxis], negatives[tf.newaxis, :])
     negative = tf.where(accidental_hit, _EXCLUDED_LOGIT, negative)
     logits = tf.concat([positive, negative], axis=-1)

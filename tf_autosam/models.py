@@ -89,17 +89,17 @@ class SequentialRecommender(tf.keras.Model):
     def next_item_loss(self, hidden: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
         table = self.backbone.item_table
         if self.num_negatives == 0:
-            return losses.full_softmax_loss(hidden, targets, table)
+            return losses.full_softmax_loss(hidden, targets, table, self.compute_dtype)
         negatives = losses.uniform_negatives(self.num_negatives, self.num_items, self.step_seed())
-        return losses.sampled_softmax_loss(hidden, targets, table, negatives)
+        return losses.sampled_softmax_loss(hidden, targets, table, negatives, self.compute_dtype)
 
     def target_log_probabilities(self, hidden: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
         """[batch, L] log P(target): exact, or estimated from this step's shared negatives when sampling."""
         table = self.backbone.item_table
         if self.num_negatives == 0:
-            return losses.target_log_probabilities(hidden, targets, table)
+            return losses.target_log_probabilities(hidden, targets, table, self.compute_dtype)
         negatives = losses.uniform_negatives(self.num_negatives, self.num_items, self.step_seed())
-        return losses.sampled_target_log_probabilities(hidden, targets, table, negatives, self.num_items)
+        return losses.sampled_target_log_probabilities(hidden, targets, table, negatives, self.num_items, self.compute_dtype)
 
     def train_step(self, data):
         inputs, targets = data
