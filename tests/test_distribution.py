@@ -19,7 +19,8 @@ import tensorflow as tf
 
 from logs import write_interaction_log
 from input_pipeline import pipeline
-from tf_autosam import distribution
+from tf_autosam import distribution, models
+from tf_autosam.config import TrainerConfig
 
 JOB = pathlib.Path(__file__).with_name("distributed_job.py")
 ROOT = JOB.parent.parent
@@ -236,3 +237,27 @@ def test_parameter_server_workers_read_disjoint_shares_of_the_batch_order(monkey
     np.testing.assert_array_equal(np.stack(shares[0][:3]), np.stack(epoch[0::2]))
     np.testing.assert_array_equal(np.stack(shares[1][:2]), np.stack(epoch[1::2]))
     np.testing.assert_array_equal(shares[1][2], epoch[1])  # endless: the share repeats
+
+
+def test_parameter_server_steps_seed_by_their_batch(monkeypatch):
+    """Asynchronous workers can run the same optimiser step on different batches: under parameter-server
+    training the step's seeds fold in the batch, so those steps draw different masks and actions."""
+    config = TrainerConfig(max_len=4, hidden_size=8, num_heads=2, ffn_size=8, num_blocks=1)
+    model = models.build_recommender(config, num_items=9)
+    model.compile(optimizer=models.recommender_optimizer(config))
+    batches = tf.constant([[0, 1, 2, 3]]), tf.constant([[0, 1, 2, 4]])
+
+    def seeds(batch):
+        with model.seeded_by(batch):
+            return model.step_seed(models.ACTIONS).numpy(), model.replica_step_seed(models.RECOMMENDER_DROPOUT).numpy()
+
+    counter_only = model.step_seed(models.ACTIONS).numpy()
+    for batch in batches:
+        assert (seeds(batch)[0] == counter_only).all()
+    monkeypatch.setattr(models, "is_parameter_server", lambda: True)
+    first, second, again = seeds(batches[0]), seeds(batches[1]), seeds(batches[0])
+    for stream in range(2):
+        assert (first[stream] != second[stream]).any()
+        np.testing.assert_array_equal(first[stream], again[stream])
+    assert (first[0] != counter_only).any()
+    assert model._step_batch_key is None

@@ -91,6 +91,12 @@ def is_parameter_server() -> bool:
     return isinstance(tf.distribute.get_strategy(), tf.distribute.ParameterServerStrategy)
 
 
+def batch_key(batch: tf.Tensor) -> tf.Tensor:
+    """An int64 fingerprint of ``batch``'s contents: what tells apart the steps that asynchronous
+    parameter-server workers run at the same optimiser step (each on its own batch)."""
+    return tf.bitcast(tf.fingerprint(tf.reshape(batch, [1, -1]))[0], tf.int64)
+
+
 def split_cpu(num_devices: int) -> None:
     """Splits the host CPU into ``num_devices`` logical devices; only possible before TensorFlow's runtime starts."""
     if num_devices > 1:

@@ -7,14 +7,15 @@ and id conventions are those of ``input_pipeline.pipeline``.
 
 from __future__ import annotations
 
-from typing import Optional
+import contextlib
+from typing import Iterator, Optional
 
 import numpy as np
 import tensorflow as tf
 
 from input_pipeline.schema import PADDING_ID
 from tf_autosam import losses, rewards
-from tf_autosam.distribution import global_mean, replica_seed, replica_share, replica_sum
+from tf_autosam.distribution import batch_key, global_mean, is_parameter_server, replica_seed, replica_share, replica_sum
 from tf_autosam.backbones import build_backbone
 from tf_autosam.backbones.base import Backbone
 from tf_autosam.compaction import compact
@@ -48,6 +49,8 @@ class SequentialRecommender(tf.keras.Model):
         # Epoch counter kept in the graph (set by ``training.EpochTracker``) for epoch schedules.
         self.epoch = tf.Variable(0, trainable=False, dtype=tf.int64, name="epoch")
         self.trackers = {name: tf.keras.metrics.Mean(name=name) for name in self.LOGGED}
+        # Set by ``seeded_by`` while a parameter-server training step is traced.
+        self._step_batch_key: Optional[tf.Tensor] = None
 
     @property
     def metrics(self) -> list:
@@ -78,8 +81,27 @@ class SequentialRecommender(tf.keras.Model):
         return tf.cast(kept, tf.float32), kept, vector
 
     def step_seed(self, stream: int = NEGATIVES) -> tf.Tensor:
-        """A stateless seed unique to (run seed, random stream, optimisation step)."""
-        return tf.stack([tf.constant(self.seed * 1000 + stream, tf.int64), tf.cast(self.optimizer.iterations, tf.int64)])
+        """A stateless seed unique to (run seed, random stream, optimisation step[, batch]): the batch
+        only inside :meth:`seeded_by` under parameter-server training."""
+        seed = tf.stack([tf.constant(self.seed * 1000 + stream, tf.int64), tf.cast(self.optimizer.iterations, tf.int64)])
+        if self._step_batch_key is None:
+            return seed
+        return tf.random.experimental.stateless_fold_in(seed, self._step_batch_key)
+
+    @contextlib.contextmanager
+    def seeded_by(self, inputs: tf.Tensor) -> Iterator[None]:
+        """The training step's scope: under parameter-server training its seeds also depend on its batch.
+
+        Asynchronous workers read the shared step counter, so two workers can
+        run the same optimiser step, each on its own batch; with the counter
+        alone they would draw the same dropout masks, actions and negatives.
+        Synchronous strategies keep (run seed, stream, step) plus the replica id.
+        """
+        self._step_batch_key = batch_key(inputs) if is_parameter_server() else None
+        try:
+            yield
+        finally:
+            self._step_batch_key = None
 
     def replica_step_seed(self, stream: int) -> tf.Tensor:
         """This step's seed of ``stream``, distinct per replica: for draws each replica makes for its own
@@ -103,7 +125,7 @@ class SequentialRecommender(tf.keras.Model):
 
     def train_step(self, data):
         inputs, targets = data
-        with tf.GradientTape() as tape:
+        with self.seeded_by(inputs), tf.GradientTape() as tape:
             loss = self.next_item_loss(self.backbone(inputs, dropout_seed=self.replica_step_seed(RECOMMENDER_DROPOUT)), targets)
         self.optimizer.minimize(loss, self.trainable_variables, tape=tape)
         return self.track({"loss": loss})
@@ -292,10 +314,11 @@ class AutoSAMRecommender(SequentialRecommender):
 
     def train_step(self, data):
         inputs, targets = data
-        full_hidden, full_logp = self.full_window_pass(inputs, targets)
-        with tf.GradientTape() as tape:
-            results = self.step_losses(inputs, targets, full_hidden, full_logp)
-            loss = results["recommendation_loss"] + results["policy_loss"]
+        with self.seeded_by(inputs):
+            full_hidden, full_logp = self.full_window_pass(inputs, targets)
+            with tf.GradientTape() as tape:
+                results = self.step_losses(inputs, targets, full_hidden, full_logp)
+                loss = results["recommendation_loss"] + results["policy_loss"]
         sampler_variables = self.sampler.trainable_variables
         sampler_ids = {id(v) for v in sampler_variables}
         recommender_variables = [v for v in self.trainable_variables if id(v) not in sampler_ids]
