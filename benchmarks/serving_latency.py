@@ -1,7 +1,7 @@
 """Serving latency: p50 / p99 and throughput, in process and over gRPC, batch 1 and 32.
 
     python benchmarks/serving_latency.py [--preset=default] [--num_items=1682,1000000] [--requests=300] [--jit_compile]
-        [--intra_op_threads=1] [--breakdown]
+        [--intra_op_threads=1] [--chunk_items=N] [--breakdown]
 
 For each catalogue size, an AutoSAM model of ``--preset`` (default: the
 preset ``python -m tf_autosam.main`` trains and exports; d 128, 2 blocks,
@@ -160,14 +160,18 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="Seed of the weights and the histories.")
     parser.add_argument("--jit_compile", action="store_true", help="Export with the model compiled by XLA (serving.export --jit_compile).")
     parser.add_argument("--breakdown", action="store_true", help="Split the gRPC latency into model, server code and transport (p50 ms) instead of the table.")
+    parser.add_argument("--chunk_items", type=int, default=None, help="Export with this serving_chunk_items: catalogues larger than it are scored in chunks (default: the preset's, 1,048,576).")
     parser.add_argument("--intra_op_threads", type=int, default=0, help="Threads per TensorFlow op, in process and in the server (serving.local_server --intra_op_threads); 0: every core.")
     args = parser.parse_args()
     tf.config.threading.set_intra_op_parallelism_threads(args.intra_op_threads)
     config = preset(args.preset).replace(model="autosam", inference_mode="deterministic", seed=args.seed)
+    if args.chunk_items is not None:
+        config = config.replace(serving_chunk_items=args.chunk_items)
     rng = np.random.default_rng(args.seed)
     print(f"model: autosam, preset {args.preset}, d {config.hidden_size}, {config.num_blocks} blocks, max_len {config.max_len}, "
           f"deterministic sampler{', surprise feature (one more backbone pass)' if config.sampler_surprise else ''}"
-          f"{', compiled with XLA' if args.jit_compile else ''}, intra-op threads {args.intra_op_threads or 'all cores'}")
+          f"{', compiled with XLA' if args.jit_compile else ''}, intra-op threads {args.intra_op_threads or 'all cores'}, "
+          f"top-k in chunks of {config.serving_chunk_items:,} items above that catalogue size")
     if args.breakdown:
         print(f"{'items':>9} {'batch':>5} {'part of a request':<30} {'p50 ms':>8}")
     else:

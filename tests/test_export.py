@@ -184,6 +184,20 @@ def test_a_new_export_is_a_new_version(trained, tmp_path):
     assert sorted(path.name for path in (base / "recs").iterdir()) == ["1", "2"]  # no temporary folder left
 
 
+def test_a_catalogue_scored_in_chunks_answers_like_one_product(trained, tmp_path):
+    run_dir, data = trained  # 40 items: chunks of 7 leave the last one mostly padding
+    chunked = export.export_run(run_dir, tmp_path, "chunked", data=data, log=lambda _: None, chunk_items=7)
+    loaded = tf.saved_model.load(str(chunked))
+    assert [variable.shape.as_list() for variable in loaded.retrieval.variables if "by_chunk" in variable.name] == [[6, 7], [6, 16, 7]]
+    history = tf.constant([["item-2", "item-5", "item-9", "item-13"], ["item-7", "nope", "", ""], ["nope", "", "", ""]])
+    for signature, inputs in (("serving_default", {}), ("recommend_k", {"k": tf.constant(25)})):
+        plain = serve(run_dir, signature, history=history, **inputs)
+        out = serve_version(chunked, signature, history=history, **inputs)
+        np.testing.assert_array_equal(out["item_ids"], plain["item_ids"])
+        np.testing.assert_allclose(out["scores"], plain["scores"], rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(out["fallback"], plain["fallback"])
+
+
 def test_an_xla_compiled_export_answers_like_the_plain_one(trained, tmp_path):
     run_dir, data = trained
     compiled = export.export_run(run_dir, tmp_path, "xla", data=data, log=lambda _: None, jit_compile=True)

@@ -106,6 +106,7 @@ class TrainerConfig:
     export: bool = _field(True, "At the end, export the best model (sasrec, autosam) as a SavedModel for TF Serving under RUN_DIR/export/<export_model_name>/<version>/.")
     export_model_name: str = _field("autosam", "Model name of the export (the name TF Serving serves it under).")
     serving_k: int = _field(10, "Recommendations per request of the exported serving_default signature.")
+    serving_chunk_items: int = _field(1_048_576, "Largest catalogue the export's top-k scores in one product; a larger one is scored this many items at a time (same exact answer, a request holds batch x this many scores).")
     verbose: int = _field(1, "0 = quiet, 1 = progress bar per epoch, 2 = one line per epoch.")
 
     @property
@@ -132,6 +133,8 @@ class TrainerConfig:
             raise ValueError(f"target_keep_rate must be in (0, 1], got {self.target_keep_rate}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.serving_chunk_items < 1:
+            raise ValueError(f"serving_chunk_items must be positive, got {self.serving_chunk_items}")
 
     def check_catalogue(self, num_items: int) -> None:
         """Raises ValueError for a setting a catalogue of ``num_items`` items cannot satisfy."""
@@ -175,7 +178,8 @@ class TrainerConfig:
 
 # Where a run's files live and what it prints or exports: nothing it trains or measures.
 OUTPUT_FIELDS = frozenset(
-    {"data_dir", "manual_dir", "run_dir", "min_free_gb", "backup_every_steps", "verbose", "export", "export_model_name", "serving_k"}
+    {"data_dir", "manual_dir", "run_dir", "min_free_gb", "backup_every_steps", "verbose", "export", "export_model_name", "serving_k",
+     "serving_chunk_items"}
 )
 # The fields only the AutoSAM model reads (marked ``sampler`` above).
 SAMPLER_FIELDS = frozenset(field.name for field in dataclasses.fields(TrainerConfig) if field.metadata["sampler"])
