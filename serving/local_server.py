@@ -33,6 +33,7 @@ import re
 import signal
 import sys
 import threading
+import time
 from concurrent import futures
 from dataclasses import dataclass
 from http import server as http_server
@@ -688,25 +689,45 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     return args
 
 
-def wait_for_stop_signal() -> None:
-    """Blocks until SIGINT or SIGTERM."""
-    stop = threading.Event()
-    for number in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(number, lambda *_: stop.set())
-    stop.wait()
+class StopSignals:
+    """Records SIGINT / SIGTERM from the moment it is created; ``wait`` returns once one has arrived.
+
+    Python runs a signal handler in the main thread between bytecodes, even
+    while that thread holds a lock, so the handler takes none: it only sets a
+    field. (A ``threading.Event.set`` there deadlocked when the signal came while
+    the main thread was entering ``Event.wait``, which holds the event's lock.)
+    Created before the server starts, so a signal sent as soon as the port is
+    logged stops the server instead of killing it.
+    """
+
+    POLL_SECONDS = 0.1
+
+    def __init__(self) -> None:
+        self.received: Optional[int] = None
+        for number in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(number, self._record)
+
+    def _record(self, number: int, _frame: object) -> None:
+        self.received = number
+
+    def wait(self) -> int:
+        while self.received is None:
+            time.sleep(self.POLL_SECONDS)
+        return self.received
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    stop_signals = StopSignals()
     server = LocalServer(
         args.model_base_path, model_name=args.model_name, port=args.port, rest_port=args.rest_port or None,
         host=args.host, poll_seconds=args.poll_seconds, max_batch=args.max_batch, intra_op_threads=args.intra_op_threads,
     )
     ports = server.start()
     log.info("serving model %s from %s: gRPC port %d, REST port %s", args.model_name, args.model_base_path, ports.grpc, ports.rest or "off")
-    wait_for_stop_signal()
-    log.info("stopping")
+    received = stop_signals.wait()
+    log.info("stopping (%s)", signal.Signals(received).name)
     server.stop()
     return 0
 

@@ -472,6 +472,17 @@ def test_command_line_serves_until_sigterm(version_one):
         process.stderr.close()
 
 
+def test_stop_signals_records_a_signal_sent_before_the_wait():
+    previous = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        stop_signals = local_server.StopSignals()
+        os.kill(os.getpid(), signal.SIGTERM)  # before wait(), as when a client stops the server at once
+        assert stop_signals.wait() == signal.SIGTERM
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
 @pytest.mark.parametrize("flags", [["--max_batch=0"], ["--poll_seconds=0"], ["--intra_op_threads=-1"], []])
 def test_command_line_rejects_bad_flags(tmp_path, flags):
     base = [] if flags == [] else [f"--model_base_path={tmp_path}"]
