@@ -267,12 +267,12 @@ def export_run(
     from tf_autosam.training import load_best_model
 
     config = saved_config(run_dir)
+    if chunk_items is not None:
+        config = config.replace(serving_chunk_items=chunk_items)  # checked here, before the data and the model load
     if data is None:
         data = load_dataset(config.dataset, **config.dataset_options(), log=log)
     overrides = {"inference_mode": inference_mode} if config.model == "autosam" else {}
     model = load_best_model(run_dir, data, **overrides)
-    if chunk_items is not None:
-        overrides["serving_chunk_items"] = chunk_items
     return export_model(model, data, config.replace(**overrides), export_base, model_name, default_k, jit_compile)
 
 
@@ -293,8 +293,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     if not (pathlib.Path(args.run_dir) / CONFIG_FILE).exists():
         parser.error(f"{args.run_dir} is not a run directory (no {CONFIG_FILE})")
-    if args.chunk_items is not None and args.chunk_items < 1:
-        parser.error(f"--chunk_items must be positive, got {args.chunk_items}")
     try:
         path = export_run(
             pathlib.Path(args.run_dir), pathlib.Path(args.export_base), args.model_name, args.k, args.inference_mode,

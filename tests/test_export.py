@@ -198,6 +198,13 @@ def test_a_catalogue_scored_in_chunks_answers_like_one_product(trained, tmp_path
         np.testing.assert_array_equal(out["fallback"], plain["fallback"])
 
 
+def test_export_command_refuses_an_empty_chunk_with_exit_2_and_writes_nothing(trained, tmp_path, capsys):
+    run_dir, _ = trained
+    assert export.main([f"--run_dir={run_dir}", f"--export_base={tmp_path}", "--chunk_items=0"]) == 2
+    assert "serving_chunk_items must be positive, got 0" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_an_xla_compiled_export_answers_like_the_plain_one(trained, tmp_path):
     run_dir, data = trained
     compiled = export.export_run(run_dir, tmp_path, "xla", data=data, log=lambda _: None, jit_compile=True)
