@@ -79,8 +79,10 @@ def weights(path: pathlib.Path) -> list[np.ndarray]:
 
 
 # AutoSAM in its warm-up keeps every behaviour but runs its whole step (compaction, rewards, both optimisers).
-@pytest.mark.parametrize("model_flags", [["--model=sasrec"], ["--model=autosam", "--sampler_warmup_epochs=3"]],
-                         ids=["sasrec", "autosam"])
+# The weight average is updated inside each replica's step and swapped between epochs outside them.
+@pytest.mark.parametrize("model_flags", [["--model=sasrec"], ["--model=autosam", "--sampler_warmup_epochs=3"],
+                                         ["--model=sasrec", "--weight_average_decay=0.9"]],
+                         ids=["sasrec", "autosam", "sasrec_weight_average"])
 def test_mirrored_replicas_follow_the_one_device_trajectory(tmp_path, tiny_csv, model_flags):
     """Same global batch on 1 device and on 2 mirrored CPU replicas: same epoch losses and weights.
 

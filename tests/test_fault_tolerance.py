@@ -287,3 +287,21 @@ def test_a_full_disk_stops_before_anything_starts(tmp_path, tiny_csv, capsys, mo
     assert "only 0.20 GiB free" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
     preflight.check_run_directory(tmp_path / "run", min_free_gb=0.1)
+
+
+def test_a_run_keeping_a_weight_average_resumes_from_an_epoch_end_backup_as_an_uninterrupted_one(tmp_path, monkeypatch):
+    """The epoch-end backup is taken with the averaged weights in the model and the raw ones in the slots."""
+    average = "--weight_average_decay=0.8"
+    whole = train_in_process(tmp_path, tmp_path / "whole", average)
+    resumed = interrupted_then_resumed(tmp_path, monkeypatch, fault_tolerance.RunBackup, 1, average)
+    assert_resumed_as_whole(resumed, whole, tmp_path)
+
+
+def test_a_run_keeping_a_weight_average_resumes_from_a_mid_epoch_backup_as_an_uninterrupted_one(tmp_path, monkeypatch):
+    """A mid-epoch backup holds the raw weights in the model: the resumed epoch must not swap them out."""
+    per_epoch = steps_per_epoch(random_log(tmp_path), tmp_path / "cache")
+    every = next(b for b in (3, 4, 5, 7) if per_epoch % b and b < per_epoch)
+    flags = ("--weight_average_decay=0.8", f"--backup_every_steps={every}")
+    whole = train_in_process(tmp_path, tmp_path / "whole", *flags)
+    resumed = interrupted_then_resumed(tmp_path, monkeypatch, training.ValidationCallback, 2, *flags)
+    assert_resumed_as_whole(resumed, whole, tmp_path)

@@ -85,6 +85,7 @@ class TrainerConfig:
     cpu_devices: int = _field(1, "Split the host CPU into this many logical devices at start-up; without GPUs, --strategy=mirrored makes each one a replica (tests and benchmarks of the mirrored path on a CPU host).")
     precision: str = _field("float32", "Compute dtype of the layers: float32, or mixed_bfloat16 (bfloat16 compute, the item-scoring products included; float32 variables, hidden states, softmaxes and losses; for GPUs with bfloat16 units, e.g. A100/H100, TPUs, and CPUs with AVX-512 BF16 or AMX; no loss scaling needed).", ("float32", "mixed_bfloat16"))
     jit_compile: bool = _field(False, "Compile the training step with XLA (AutoSAM then runs compacted windows at full width: XLA needs static shapes).")
+    weight_average_decay: float = _field(0.0, "Decay of an exponential moving average of the weights (sampler's included) that validation, early stopping, the test metrics, checkpoints and the export use; training steps still move the raw weights. 0 = off; 0.999 averages over about the last thousand steps.")
     weight_decay: float = _field(0.0, "Decoupled weight decay of the recommender's weights (AdamW; LayerNorm parameters and biases excluded); 0 = plain Adam.")
     num_negatives: int = _field(0, "Shared uniform negatives per batch for sampled softmax; 0 (or >= catalogue size) = full softmax.")
     full_softmax_max_items: int = _field(200_000, "Largest catalogue trained with a full softmax: above it, num_negatives 0 becomes 10,000 shared negatives (full logits need batch x max_len x items floats), and the run says so.")
@@ -133,6 +134,11 @@ class TrainerConfig:
             raise ValueError(f"target_keep_rate must be in (0, 1], got {self.target_keep_rate}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if not 0.0 <= self.weight_average_decay < 1.0:
+            raise ValueError(f"weight_average_decay must be in [0, 1), got {self.weight_average_decay}")
+        if self.weight_average_decay and self.strategy == "parameter_server":
+            raise ValueError("weight_average_decay is not supported with --strategy=parameter_server "
+                             "(the average would need its own sharded copy of the item table)")
         if self.serving_chunk_items < 1:
             raise ValueError(f"serving_chunk_items must be positive, got {self.serving_chunk_items}")
 

@@ -22,6 +22,7 @@ from tf_autosam.compaction import compact
 from tf_autosam.config import TrainerConfig
 from tf_autosam.layers import block_settings
 from tf_autosam.layers.sampler import BehaviourSampler
+from tf_autosam.weight_average import WeightAverage
 
 # A step's random streams (SequentialRecommender.step_seed): the shared negatives, the sampler's
 # actions, and the dropout of the recommender's and of the sampler's training passes.
@@ -51,6 +52,8 @@ class SequentialRecommender(tf.keras.Model):
         self.trackers = {name: tf.keras.metrics.Mean(name=name) for name in self.LOGGED}
         # Set by ``seeded_by`` while a parameter-server training step is traced.
         self._step_batch_key: Optional[tf.Tensor] = None
+        # Set by ``build_recommender`` when the config asks for one (``weight_average``).
+        self.weight_average: Optional[WeightAverage] = None
 
     @property
     def metrics(self) -> list:
@@ -128,7 +131,13 @@ class SequentialRecommender(tf.keras.Model):
         with self.seeded_by(inputs), tf.GradientTape() as tape:
             loss = self.next_item_loss(self.backbone(inputs, dropout_seed=self.replica_step_seed(RECOMMENDER_DROPOUT)), targets)
         self.optimizer.minimize(loss, self.trainable_variables, tape=tape)
+        self.update_weight_average()
         return self.track({"loss": loss})
+
+    def update_weight_average(self) -> None:
+        """Folds this step's weights into the moving average, if the model keeps one."""
+        if self.weight_average is not None:
+            self.weight_average.update(self.optimizer.iterations)
 
 
 def recommender_optimizer(config: TrainerConfig) -> tf.keras.optimizers.Optimizer:
@@ -325,6 +334,7 @@ class AutoSAMRecommender(SequentialRecommender):
         gradients = tape.gradient(loss, recommender_variables + sampler_variables)
         self.optimizer.apply_gradients(zip(gradients[: len(recommender_variables)], recommender_variables))
         self.sampler_optimizer.apply_gradients(zip(gradients[len(recommender_variables):], sampler_variables))
+        self.update_weight_average()
         return self.track({"loss": loss, **results})
 
 
@@ -383,6 +393,8 @@ def build_recommender(config: TrainerConfig, num_items: int) -> SequentialRecomm
     finally:
         tf.keras.mixed_precision.set_global_policy(previous_policy)
     model(tf.zeros([1, config.max_len], tf.int32))
+    if config.weight_average_decay:
+        model.weight_average = WeightAverage(model.trainable_variables, config.weight_average_decay, name="weight_average")
     return model
 
 

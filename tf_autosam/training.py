@@ -16,6 +16,7 @@ from tf_autosam import distribution, fault_tolerance, models, summaries
 from tf_autosam.config import TrainerConfig
 from tf_autosam.evaluation import RankingEvaluator, inference_keep_rate
 from tf_autosam.run_directory import RunDirectory, saved_config
+from tf_autosam.weight_average import EvaluateAveragedWeights
 
 SELECTION_METRIC = "NDCG@10"
 
@@ -129,6 +130,7 @@ def fit_recommender(
     callbacks = [
         fault_tolerance.NonFiniteGuard() if parameter_server else fault_tolerance.StepNonFiniteGuard(),
         EpochTracker(),
+        *([EvaluateAveragedWeights(model.weight_average)] if model.weight_average is not None else []),
         ValidationCallback(evaluator, validation),
         stopper,
         best_checkpoint,
@@ -175,9 +177,11 @@ def build_model(config: TrainerConfig, data: PreparedData) -> tf.keras.Model:
 def load_best_model(run_dir: pathlib.Path, data: PreparedData, **overrides) -> tf.keras.Model:
     """A finished run's model with its best checkpoint, built from the run's own ``config.json``.
 
-    ``overrides`` change settings that need no retraining, e.g. ``inference_mode``.
+    ``overrides`` change settings that need no retraining, e.g. ``inference_mode``. The
+    checkpoint's weights are already the averaged ones where the run kept an average
+    (``weight_average``), so the model is built without the average's slots.
     """
-    config = saved_config(run_dir).replace(**overrides)
+    config = saved_config(run_dir).replace(weight_average_decay=0.0, **overrides)
     model = build_model(config, data)
     if config.model != "popularity":
         model.load_weights(str(RunDirectory(run_dir).best_checkpoint)).expect_partial()
