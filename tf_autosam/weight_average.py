@@ -47,7 +47,7 @@ class WeightAverage(tf.keras.layers.Layer):
         step = tf.cast(step, tf.float32)
         decay = tf.minimum(self.decay, (1.0 + step) / (_WARMUP_OFFSET + step))
         for slot, variable in zip(self.slots, self.tracked):
-            slot.assign(decay * slot + (1.0 - decay) * tf.cast(variable, slot.dtype))
+            slot.assign(decay * slot + (1.0 - decay) * variable)
 
     @tf.function
     def swap(self) -> None:
