@@ -149,6 +149,21 @@ def test_full_input_trains_the_recommender_as_the_plain_backbone_while_the_sampl
     assert any(g is not None and np.any(tf.convert_to_tensor(g).numpy() != 0) for g in gradients)
 
 
+def test_label_smoothing_reaches_the_recommendation_loss_but_not_the_rewards():
+    """Smoothed, the loss is the smoothed loss of the compacted pass; the rewards keep the plain log P(target)."""
+    plain, smoothed = build(sampler_warmup_epochs=1, dropout=0.0), build(sampler_warmup_epochs=1, dropout=0.0, label_smoothing=0.3)
+    inputs, targets = batch()
+    results = {}
+    for name, model in (("plain", plain), ("smoothed", smoothed)):
+        full_hidden, full_logp = model.full_window_pass(inputs, targets)
+        results[name] = model.step_losses(inputs, targets, full_hidden, full_logp)
+    expected = float(smoothed.next_item_loss(smoothed.backbone(inputs), targets))  # warm-up: compacted = full window
+    assert float(results["smoothed"]["recommendation_loss"]) == pytest.approx(expected, rel=1e-5)
+    assert expected != pytest.approx(float(results["plain"]["recommendation_loss"]), rel=1e-5)  # near-uniform scores: close
+    for reward in ("future_reward", "perplexity_reward"):
+        assert float(results["smoothed"][reward]) == pytest.approx(float(results["plain"][reward]), rel=1e-6)
+
+
 def test_kept_targets_train_the_full_window_on_the_targets_the_sampler_keeps():
     """Loss = the full-window loss over positions whose next behaviour the p >= 0.5 decision keeps, plus the last."""
     model = build(recommender_input="full_kept_targets", dropout=0.0)

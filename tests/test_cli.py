@@ -111,7 +111,7 @@ def test_sampled_softmax_and_popularity_run(tmp_path, tiny_csv):
     assert json.loads((popularity / "metrics.json").read_text())["best_epoch"] == 0
 
 
-@pytest.mark.parametrize("args", [["--dataset=nope"], ["--max_len=abc"], ["--model=unknown"], ["--dataset=csv"], ["--serving_chunk_items=0"]])
+@pytest.mark.parametrize("args", [["--dataset=nope"], ["--max_len=abc"], ["--model=unknown"], ["--dataset=csv"], ["--serving_chunk_items=0"], ["--label_smoothing=1.0"]])
 def test_bad_flags_exit_with_code_2(args, tmp_path):
     process = subprocess.run([sys.executable, "-m", "tf_autosam.main", *args, f"--data_dir={tmp_path}"],
                              capture_output=True, text=True, timeout=120)

@@ -7,13 +7,15 @@ import tensorflow as tf
 from tf_autosam import losses
 
 
-def numpy_full_softmax(hidden, targets, table):
+def numpy_full_softmax(hidden, targets, table, label_smoothing=0.0):
+    """Mean cross-entropy against (1 - s) x one-hot + s / N over items 1..N."""
     logits = (hidden @ table.T)[..., 1:]  # items 1..N; the padding column is no class
     shifted = logits - logits.max(-1, keepdims=True)
     log_probs = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
     valid = targets != 0
     picked = np.take_along_axis(log_probs, np.maximum(targets - 1, 0)[..., None], axis=-1)[..., 0]
-    return -picked[valid].sum() / valid.sum()
+    per_position = (1.0 - label_smoothing) * picked + label_smoothing * log_probs.mean(-1)
+    return -per_position[valid].sum() / valid.sum()
 
 
 @pytest.fixture
@@ -32,22 +34,35 @@ def test_full_softmax_matches_numpy(case):
     assert got == pytest.approx(numpy_full_softmax(hidden.astype(np.float64), targets, table.astype(np.float64)), rel=1e-5)
 
 
-def test_sampled_with_every_item_as_negative_equals_full(case):
+def test_label_smoothing_matches_numpy_and_moves_the_loss(case):
+    hidden, targets, table = case
+    got = losses.full_softmax_loss(tf.constant(hidden), tf.constant(targets), tf.constant(table), label_smoothing=0.2).numpy()
+    expected = numpy_full_softmax(hidden.astype(np.float64), targets, table.astype(np.float64), label_smoothing=0.2)
+    assert got == pytest.approx(expected, rel=1e-5)
+    assert got != pytest.approx(numpy_full_softmax(hidden.astype(np.float64), targets, table.astype(np.float64)), rel=1e-3)
+
+
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.2])
+def test_sampled_with_every_item_as_negative_equals_full(case, label_smoothing):
     hidden, targets, table = case
     all_items = tf.range(1, table.shape[0], dtype=tf.int32)
-    full = losses.full_softmax_loss(tf.constant(hidden), tf.constant(targets), tf.constant(table))
-    sampled = losses.sampled_softmax_loss(tf.constant(hidden), tf.constant(targets), tf.constant(table), all_items)
+    full = losses.full_softmax_loss(tf.constant(hidden), tf.constant(targets), tf.constant(table), label_smoothing=label_smoothing)
+    sampled = losses.sampled_softmax_loss(
+        tf.constant(hidden), tf.constant(targets), tf.constant(table), all_items, label_smoothing=label_smoothing)
     assert sampled.numpy() == pytest.approx(full.numpy(), rel=1e-6)
 
 
-def test_accidental_hits_are_masked(case):
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.2])
+def test_accidental_hits_are_masked(case, label_smoothing):
     hidden, targets, table = case
     # Negatives that are all equal to some target must not change that position's loss
-    # relative to the same negatives with that item removed.
+    # relative to the same negatives with that item removed (nor take a share of the smoothing).
     target = int(targets[1, 0])
     others = [i for i in range(1, 6) if i != target]
-    with_hit = losses.sampled_softmax_loss(hidden[1:2, :1], targets[1:2, :1], table, tf.constant(others + [target, target]))
-    without = losses.sampled_softmax_loss(hidden[1:2, :1], targets[1:2, :1], table, tf.constant(others))
+    with_hit = losses.sampled_softmax_loss(
+        hidden[1:2, :1], targets[1:2, :1], table, tf.constant(others + [target, target]), label_smoothing=label_smoothing)
+    without = losses.sampled_softmax_loss(
+        hidden[1:2, :1], targets[1:2, :1], table, tf.constant(others), label_smoothing=label_smoothing)
     assert with_hit.numpy() == pytest.approx(without.numpy(), rel=1e-6)
 
 
@@ -94,14 +109,15 @@ def test_sampled_log_probabilities_are_exact_with_every_item_once_and_unbiased_i
     np.testing.assert_allclose(mean_ratio, np.exp(-exact[valid]) - 1, rtol=0.1)
 
 
-def numpy_full_softmax_gradients(hidden, targets, table):
-    """d loss / d hidden and d loss / d table of numpy_full_softmax, by hand: softmax - one_hot."""
+def numpy_full_softmax_gradients(hidden, targets, table, label_smoothing=0.0):
+    """d loss / d hidden and d loss / d table of numpy_full_softmax, by hand: softmax - smoothed one_hot."""
     valid = targets != 0
     h = hidden[valid]
     logits = h @ table[1:].T
     probs = np.exp(logits - logits.max(-1, keepdims=True))
     probs /= probs.sum(-1, keepdims=True)
-    probs[np.arange(len(h)), targets[valid] - 1] -= 1.0
+    probs[np.arange(len(h)), targets[valid] - 1] -= 1.0 - label_smoothing
+    probs -= label_smoothing / logits.shape[-1]
     probs /= len(h)
     hidden_grad = np.zeros_like(hidden)
     hidden_grad[valid] = probs @ table[1:]
@@ -125,13 +141,15 @@ def test_target_log_probability_gradients_match_numpy_and_skip_padding(case):
     assert np.all(tf.convert_to_tensor(hidden_gradient).numpy()[targets == 0] == 0.0)
 
 
-def test_full_softmax_gradients_match_numpy(case):
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.2])
+def test_full_softmax_gradients_match_numpy(case, label_smoothing):
     hidden, targets, table = case
     hidden_t, table_t = tf.Variable(hidden), tf.Variable(table)
     with tf.GradientTape() as tape:
-        loss = losses.full_softmax_loss(hidden_t, tf.constant(targets), table_t)
+        loss = losses.full_softmax_loss(hidden_t, tf.constant(targets), table_t, label_smoothing=label_smoothing)
     hidden_grad, table_grad = tape.gradient(loss, [hidden_t, table_t])
-    expected_hidden, expected_table = numpy_full_softmax_gradients(hidden.astype(np.float64), targets, table.astype(np.float64))
+    expected_hidden, expected_table = numpy_full_softmax_gradients(
+        hidden.astype(np.float64), targets, table.astype(np.float64), label_smoothing)
     np.testing.assert_allclose(hidden_grad.numpy(), expected_hidden, atol=1e-6)
     np.testing.assert_allclose(tf.convert_to_tensor(table_grad).numpy(), expected_table, atol=1e-6)
 

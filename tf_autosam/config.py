@@ -87,6 +87,7 @@ class TrainerConfig:
     jit_compile: bool = _field(False, "Compile the training step with XLA (AutoSAM then runs compacted windows at full width: XLA needs static shapes).")
     weight_average_decay: float = _field(0.0, "Decay of an exponential moving average of the weights (sampler's included) that validation, early stopping, the test metrics, checkpoints and the export use; training steps still move the raw weights. 0 = off; 0.999 averages over about the last thousand steps.")
     weight_decay: float = _field(0.0, "Decoupled weight decay of the recommender's weights (AdamW; LayerNorm parameters and biases excluded); 0 = plain Adam.")
+    label_smoothing: float = _field(0.0, "Share of the next-item target spread evenly over every class of the softmax (all items, or the sampled negatives): the recommender trains towards (1 - s) on the target plus s / classes on each class; 0 = plain cross-entropy. The rewards always score the unsmoothed log P(target).")
     num_negatives: int = _field(0, "Shared uniform negatives per batch for sampled softmax; 0 (or >= catalogue size) = full softmax.")
     full_softmax_max_items: int = _field(200_000, "Largest catalogue trained with a full softmax: above it, num_negatives 0 becomes 10,000 shared negatives (full logits need batch x max_len x items floats), and the run says so.")
     window_overlap: float = _field(0.5, "Fraction of a training window shared with the next window cut from the same history (0 = non-overlapping).")
@@ -132,6 +133,8 @@ class TrainerConfig:
     def __post_init__(self) -> None:
         if self.target_keep_rate is not None and not 0.0 < self.target_keep_rate <= 1.0:
             raise ValueError(f"target_keep_rate must be in (0, 1], got {self.target_keep_rate}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if not 0.0 <= self.weight_average_decay < 1.0:

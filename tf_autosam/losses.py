@@ -7,6 +7,11 @@ positions are scored, so padding costs no [*, N + 1] logits. Inside a
 multi-replica step a loss is the replica's share of the global-batch mean
 (``tf_autosam.distribution``).
 
+``label_smoothing`` s trains towards (1 - s) on the target plus s spread
+evenly over every class of the softmax (the N items, or the positive and the
+shared negatives that are not accidental hits): the loss is
+(1 - s) * -log p(target) + s * mean over classes of -log p(class).
+
 ``compute_dtype`` is the dtype of the products that score items (bfloat16 under
 ``--precision=mixed_bfloat16``, as a mixed-precision Dense layer computes its
 logits); softmaxes, log-probabilities and losses are float32 whatever it is.
@@ -37,34 +42,47 @@ def _mean(per_position: tf.Tensor) -> tf.Tensor:
 _SMALLEST_PROBABILITY = 1.1754944e-38
 
 
-@tf.custom_gradient
-def _softmax_cross_entropy(hidden: tf.Tensor, items: tf.Tensor, classes: tf.Tensor):
-    """[n] float32 -log softmax(hidden @ items^T)[class] with a hand-written gradient.
+def _softmax_cross_entropy(hidden: tf.Tensor, items: tf.Tensor, classes: tf.Tensor, label_smoothing: float = 0.0) -> tf.Tensor:
+    """[n] float32 cross-entropy of softmax(hidden @ items^T) against ``classes``, smoothed by ``label_smoothing``.
 
     ``hidden`` [n, d], ``items`` [C, d], ``classes`` [n] in 0..C-1; the three
     products run in the dtype of ``hidden`` and ``items``. One fused
-    softmax serves both the value and the gradient (softmax - one_hot), about
-    half the CPU time of ``sparse_softmax_cross_entropy_with_logits`` plus its
-    autodiff. Gradients are exact for the scores the products give; only a loss
-    above -log(FLT_MIN) is capped.
+    softmax serves both the value and a hand-written gradient (softmax minus
+    the smoothed one-hot), about half the CPU time of
+    ``sparse_softmax_cross_entropy_with_logits`` plus its autodiff. Gradients
+    are exact for the scores the products give; only a target's loss above
+    -log(FLT_MIN) is capped.
     """
-    probabilities = tf.nn.softmax(tf.cast(tf.matmul(hidden, items, transpose_b=True), tf.float32))
-    picked = tf.gather(probabilities, classes, batch_dims=1)
-    loss = -tf.math.log(tf.maximum(picked, _SMALLEST_PROBABILITY))
 
-    def gradient(upstream: tf.Tensor):
-        positions = tf.stack([tf.range(tf.shape(classes)[0]), classes], axis=1)
-        logit_gradient = tf.tensor_scatter_nd_sub(probabilities, positions, tf.ones_like(upstream))
-        logit_gradient = tf.cast(logit_gradient * upstream[:, tf.newaxis], hidden.dtype)
-        # [d, C] then transposed: faster in bfloat16 than the [C, d] product with a transposed operand.
-        items_gradient = tf.transpose(tf.matmul(hidden, logit_gradient, transpose_a=True))
-        return tf.matmul(logit_gradient, items), items_gradient, None
+    @tf.custom_gradient
+    def cross_entropy(hidden: tf.Tensor, items: tf.Tensor):
+        logits = tf.cast(tf.matmul(hidden, items, transpose_b=True), tf.float32)
+        probabilities = tf.nn.softmax(logits)
+        picked = tf.gather(probabilities, classes, batch_dims=1)
+        loss = -tf.math.log(tf.maximum(picked, _SMALLEST_PROBABILITY))
+        if label_smoothing:
+            # -mean_c log p(c) = logsumexp(logits) - mean(logits).
+            every_class = tf.reduce_logsumexp(logits, axis=-1) - tf.reduce_mean(logits, axis=-1)
+            loss = (1.0 - label_smoothing) * loss + label_smoothing * every_class
 
-    return loss, gradient
+        def gradient(upstream: tf.Tensor):
+            positions = tf.stack([tf.range(tf.shape(classes)[0]), classes], axis=1)
+            target_weight = tf.fill(tf.shape(upstream), 1.0 - label_smoothing)
+            logit_gradient = tf.tensor_scatter_nd_sub(probabilities, positions, target_weight)
+            if label_smoothing:
+                logit_gradient -= label_smoothing / tf.cast(tf.shape(logits)[-1], tf.float32)
+            logit_gradient = tf.cast(logit_gradient * upstream[:, tf.newaxis], hidden.dtype)
+            # [d, C] then transposed: faster in bfloat16 than the [C, d] product with a transposed operand.
+            items_gradient = tf.transpose(tf.matmul(hidden, logit_gradient, transpose_a=True))
+            return tf.matmul(logit_gradient, items), items_gradient
+
+        return loss, gradient
+
+    return cross_entropy(hidden, items)
 
 
 def _catalogue_cross_entropy(
-    hidden: tf.Tensor, targets: tf.Tensor, item_table: tf.Tensor, compute_dtype: tf.DType
+    hidden: tf.Tensor, targets: tf.Tensor, item_table: tf.Tensor, compute_dtype: tf.DType, label_smoothing: float = 0.0
 ) -> tf.Tensor:
     """[n] full-softmax cross-entropy over items 1..N of ``hidden`` [n, d], ``targets`` [n] in 1..N.
 
@@ -72,15 +90,18 @@ def _catalogue_cross_entropy(
     a class and its row gets no gradient.
     """
     rows = item_table[PADDING_ID + 1 :]
-    return _softmax_cross_entropy(tf.cast(hidden, compute_dtype), tf.cast(rows, compute_dtype), targets - (PADDING_ID + 1))
+    return _softmax_cross_entropy(
+        tf.cast(hidden, compute_dtype), tf.cast(rows, compute_dtype), targets - (PADDING_ID + 1), label_smoothing
+    )
 
 
 def full_softmax_loss(
-    hidden: tf.Tensor, targets: tf.Tensor, item_table: tf.Tensor, compute_dtype: tf.DType = tf.float32
+    hidden: tf.Tensor, targets: tf.Tensor, item_table: tf.Tensor, compute_dtype: tf.DType = tf.float32,
+    label_smoothing: float = 0.0,
 ) -> tf.Tensor:
     """Exact softmax cross-entropy over items 1..N (the padding id is never a class)."""
     hidden, targets = _targeted(hidden, targets)
-    return _mean(_catalogue_cross_entropy(hidden, targets, item_table, compute_dtype))
+    return _mean(_catalogue_cross_entropy(hidden, targets, item_table, compute_dtype, label_smoothing))
 
 
 def target_log_probabilities(
@@ -128,20 +149,26 @@ def sampled_target_log_probabilities(
 
 
 def sampled_softmax_loss(
-    hidden: tf.Tensor, targets: tf.Tensor, item_table: tf.Tensor, negatives: tf.Tensor, compute_dtype: tf.DType = tf.float32
+    hidden: tf.Tensor, targets: tf.Tensor, item_table: tf.Tensor, negatives: tf.Tensor, compute_dtype: tf.DType = tf.float32,
+    label_smoothing: float = 0.0,
 ) -> tf.Tensor:
     """Softmax over [positive, shared negatives]; a negative equal to the positive is masked.
 
     ``negatives`` [num_negatives] item ids shared by the whole batch. Given every
-    item 1..N as negatives this equals :func:`full_softmax_loss` exactly.
+    item 1..N as negatives this equals :func:`full_softmax_loss` exactly, smoothed or not.
     """
     hidden, targets = _targeted(hidden, targets)
     positive = tf.reduce_sum(hidden * tf.gather(item_table, targets), axis=-1, keepdims=True)
     negative = _negative_logits(hidden, item_table, negatives, compute_dtype)
     accidental_hit = tf.equal(targets[:, tf.newaxis], negatives[tf.newaxis, :])
     negative = tf.where(accidental_hit, _EXCLUDED_LOGIT, negative)
-    logits = tf.concat([positive, negative], axis=-1)
-    return _mean(-tf.nn.log_softmax(logits, axis=-1)[:, 0])
+    log_probabilities = tf.nn.log_softmax(tf.concat([positive, negative], axis=-1), axis=-1)
+    loss = -log_probabilities[:, 0]
+    if label_smoothing:
+        classes = tf.concat([tf.ones_like(positive), tf.cast(tf.logical_not(accidental_hit), tf.float32)], axis=-1)
+        every_class = -tf.reduce_sum(log_probabilities * classes, axis=-1) / tf.reduce_sum(classes, axis=-1)
+        loss = (1.0 - label_smoothing) * loss + label_smoothing * every_class
+    return _mean(loss)
 
 
 def uniform_negatives(num_negatives: int, num_items: int, seed: tf.Tensor) -> tf.Tensor:

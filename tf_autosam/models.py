@@ -40,13 +40,14 @@ class SequentialRecommender(tf.keras.Model):
     # Quantities a training step reports; Keras shows and logs their epoch means.
     LOGGED = ("loss",)
 
-    def __init__(self, backbone: Backbone, num_negatives: int, seed: int, **kwargs):
+    def __init__(self, backbone: Backbone, num_negatives: int, seed: int, label_smoothing: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         self.backbone = backbone
         self.num_items = backbone.num_items
         # Sampling as many negatives as there are items costs more than the exact loss.
         self.num_negatives = num_negatives if 0 < num_negatives < self.num_items else 0
         self.seed = seed
+        self.label_smoothing = label_smoothing
         # Epoch counter kept in the graph (set by ``training.EpochTracker``) for epoch schedules.
         self.epoch = tf.Variable(0, trainable=False, dtype=tf.int64, name="epoch")
         self.trackers = {name: tf.keras.metrics.Mean(name=name) for name in self.LOGGED}
@@ -114,9 +115,9 @@ class SequentialRecommender(tf.keras.Model):
     def next_item_loss(self, hidden: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
         table = self.backbone.item_table
         if self.num_negatives == 0:
-            return losses.full_softmax_loss(hidden, targets, table, self.compute_dtype)
+            return losses.full_softmax_loss(hidden, targets, table, self.compute_dtype, self.label_smoothing)
         negatives = losses.uniform_negatives(self.num_negatives, self.num_items, self.step_seed())
-        return losses.sampled_softmax_loss(hidden, targets, table, negatives, self.compute_dtype)
+        return losses.sampled_softmax_loss(hidden, targets, table, negatives, self.compute_dtype, self.label_smoothing)
 
     def target_log_probabilities(self, hidden: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
         """[batch, L] log P(target): exact, or estimated from this step's shared negatives when sampling."""
@@ -172,7 +173,7 @@ class AutoSAMRecommender(SequentialRecommender):
     )
 
     def __init__(self, backbone: Backbone, sampler: BehaviourSampler, config: TrainerConfig, **kwargs):
-        super().__init__(backbone, config.num_negatives, config.seed, **kwargs)
+        super().__init__(backbone, config.num_negatives, config.seed, config.label_smoothing, **kwargs)
         self.sampler = sampler
         self.settings = config
         self.sampler_optimizer = _sampler_optimizer(config)
@@ -279,7 +280,7 @@ class AutoSAMRecommender(SequentialRecommender):
         elif settings.recommender_input == "full_kept_targets":
             loss_targets = _kept_targets(targets, self.decided_keep(inputs, probability >= 0.5))
         hidden, trained_targets, trimmed_logp = self._compacted_pass(inputs, fed, loss_targets, training=True)
-        if self.num_negatives == 0:
+        if self.num_negatives == 0 and not self.label_smoothing:
             # The full-softmax loss is the mean of the log-probabilities the rewards use: no second softmax.
             trained = tf.cast(tf.not_equal(trained_targets, PADDING_ID), tf.float32)
             recommendation_loss = -global_mean(tf.reduce_sum(trimmed_logp * trained), tf.reduce_sum(trained))
@@ -389,7 +390,9 @@ def build_recommender(config: TrainerConfig, num_items: int) -> SequentialRecomm
             sampler = BehaviourSampler(block_settings(config), config.tau, name="sampler")
             model = AutoSAMRecommender(backbone, sampler, config, name="autosam")
         else:
-            model = SequentialRecommender(backbone, config.num_negatives, config.seed, name=f"{config.backbone}_recommender")
+            model = SequentialRecommender(
+                backbone, config.num_negatives, config.seed, config.label_smoothing, name=f"{config.backbone}_recommender"
+            )
     finally:
         tf.keras.mixed_precision.set_global_policy(previous_policy)
     model(tf.zeros([1, config.max_len], tf.int32))
