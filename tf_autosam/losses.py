@@ -42,6 +42,11 @@ def _mean(per_position: tf.Tensor) -> tf.Tensor:
 _SMALLEST_PROBABILITY = 1.1754944e-38
 
 
+def _smoothed(target_loss: tf.Tensor, every_class_loss: tf.Tensor, label_smoothing: float) -> tf.Tensor:
+    """(1 - s) * -log p(target) + s * mean over classes of -log p(class): the module's one smoothing rule."""
+    return (1.0 - label_smoothing) * target_loss + label_smoothing * every_class_loss
+
+
 def _softmax_cross_entropy(hidden: tf.Tensor, items: tf.Tensor, classes: tf.Tensor, label_smoothing: float = 0.0) -> tf.Tensor:
     """[n] float32 cross-entropy of softmax(hidden @ items^T) against ``classes``, smoothed by ``label_smoothing``.
 
@@ -63,7 +68,7 @@ def _softmax_cross_entropy(hidden: tf.Tensor, items: tf.Tensor, classes: tf.Tens
         if label_smoothing:
             # -mean_c log p(c) = logsumexp(logits) - mean(logits).
             every_class = tf.reduce_logsumexp(logits, axis=-1) - tf.reduce_mean(logits, axis=-1)
-            loss = (1.0 - label_smoothing) * loss + label_smoothing * every_class
+            loss = _smoothed(loss, every_class, label_smoothing)
 
         def gradient(upstream: tf.Tensor):
             positions = tf.stack([tf.range(tf.shape(classes)[0]), classes], axis=1)
@@ -167,7 +172,7 @@ def sampled_softmax_loss(
     if label_smoothing:
         classes = tf.concat([tf.ones_like(positive), tf.cast(tf.logical_not(accidental_hit), tf.float32)], axis=-1)
         every_class = -tf.reduce_sum(log_probabilities * classes, axis=-1) / tf.reduce_sum(classes, axis=-1)
-        loss = (1.0 - label_smoothing) * loss + label_smoothing * every_class
+        loss = _smoothed(loss, every_class, label_smoothing)
     return _mean(loss)
 
 
