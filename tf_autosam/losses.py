@@ -66,8 +66,11 @@ def _softmax_cross_entropy(hidden: tf.Tensor, items: tf.Tensor, classes: tf.Tens
         picked = tf.gather(probabilities, classes, batch_dims=1)
         loss = -tf.math.log(tf.maximum(picked, _SMALLEST_PROBABILITY))
         if label_smoothing:
-            # -mean_c log p(c) = logsumexp(logits) - mean(logits).
-            every_class = tf.reduce_logsumexp(logits, axis=-1) - tf.reduce_mean(logits, axis=-1)
+            # -mean_c log p(c) = logsumexp(logits) - mean(logits), and logsumexp = max(logits)
+            # - log(max p): the largest probability is >= 1/C, so it never underflows, and the
+            # softmax above already holds it (no second exp pass over [n, C]).
+            log_normaliser = tf.reduce_max(logits, axis=-1) - tf.math.log(tf.reduce_max(probabilities, axis=-1))
+            every_class = log_normaliser - tf.reduce_mean(logits, axis=-1)
             loss = _smoothed(loss, every_class, label_smoothing)
 
         def gradient(upstream: tf.Tensor):
