@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_autosam import models
+from tf_autosam import losses, models
 from tf_autosam.backbones import REGISTRY
 from logs import random_windows
 from tf_autosam.config import TrainerConfig
@@ -119,7 +119,7 @@ def test_decided_input_trains_the_recommender_on_the_inference_decision():
     full_hidden, full_logp = model.full_window_pass(inputs, targets)
     loss = float(model.step_losses(inputs, targets, full_hidden, full_logp)["recommendation_loss"])
     kept = model.decided_keep(inputs, model.keep_probability(inputs, full_hidden) >= 0.5)
-    _, kept_targets, logp = model._compacted_pass(inputs, kept, targets, training=False)
+    _, _, kept_targets, logp = model._compacted_pass(inputs, kept, targets, training=False)
     assert kept.numpy()[:, -1].all()
     assert loss == pytest.approx(-logp.numpy()[kept_targets.numpy() != 0].mean(), rel=1e-5)
 
@@ -142,7 +142,7 @@ def test_full_input_trains_the_recommender_as_the_plain_backbone_while_the_sampl
     full_hidden, full_logp = model.full_window_pass(inputs, targets)
     with tf.GradientTape() as tape:
         results = model.step_losses(inputs, targets, full_hidden, full_logp)
-    plain = float(model.next_item_loss(model.backbone(inputs), targets))
+    plain = float(model.next_item_loss(model.backbone(inputs), targets, inputs))
     assert float(results["recommendation_loss"]) == pytest.approx(plain, rel=1e-5)
     assert float(results["keep_rate"]) < 1.0  # the actions are still drawn: the future reward scores them
     gradients = tape.gradient(results["policy_loss"], model.sampler.trainable_variables)
@@ -157,11 +157,27 @@ def test_label_smoothing_reaches_the_recommendation_loss_but_not_the_rewards():
     for name, model in (("plain", plain), ("smoothed", smoothed)):
         full_hidden, full_logp = model.full_window_pass(inputs, targets)
         results[name] = model.step_losses(inputs, targets, full_hidden, full_logp)
-    expected = float(smoothed.next_item_loss(smoothed.backbone(inputs), targets))  # warm-up: compacted = full window
+    expected = float(smoothed.next_item_loss(smoothed.backbone(inputs), targets, inputs))  # warm-up: compacted = full window
     assert float(results["smoothed"]["recommendation_loss"]) == pytest.approx(expected, rel=1e-5)
     assert expected != pytest.approx(float(results["plain"]["recommendation_loss"]), rel=1e-5)  # near-uniform scores: close
     for reward in ("future_reward", "perplexity_reward"):
         assert float(results["smoothed"][reward]) == pytest.approx(float(results["plain"][reward]), rel=1e-6)
+
+
+@pytest.mark.parametrize("model_name", ["sasrec", "autosam"])
+def test_loss_excludes_history_reaches_the_training_loss(model_name):
+    """With the option, the step's recommendation loss is the full softmax without the window's seen items."""
+    model = build(model=model_name, sampler_warmup_epochs=1, dropout=0.0, loss_excludes_history=True)
+    inputs, targets = batch()
+    hidden, table = model.backbone(inputs), model.backbone.item_table
+    expected = float(losses.full_softmax_loss(hidden, targets, table, history=inputs))
+    assert expected != pytest.approx(float(losses.full_softmax_loss(hidden, targets, table)), rel=1e-4)
+    if model_name == "autosam":  # warm-up: the compacted window is the full one
+        full_hidden, full_logp = model.full_window_pass(inputs, targets)
+        loss = model.step_losses(inputs, targets, full_hidden, full_logp)["recommendation_loss"]
+    else:  # the loss a step reports is computed before its update
+        loss = model.train_step((inputs, targets))["loss"]
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
 
 
 def test_kept_targets_train_the_full_window_on_the_targets_the_sampler_keeps():

@@ -7,14 +7,33 @@ import tensorflow as tf
 from tf_autosam import losses
 
 
-def numpy_full_softmax(hidden, targets, table, label_smoothing=0.0):
-    """Mean cross-entropy against (1 - s) x one-hot + s / N over items 1..N."""
-    logits = (hidden @ table.T)[..., 1:]  # items 1..N; the padding column is no class
+def numpy_allowed(targets, num_items, history=None):
+    """[batch, L, N] True where item n + 1 is a class of position t's softmax: every item, or with a
+    history every item but those the window holds at or before t (the target excepted)."""
+    allowed = np.ones(targets.shape + (num_items,), bool)
+    if history is not None:
+        for b, t in np.ndindex(targets.shape):
+            for item in history[b, : t + 1]:
+                if item != 0 and item != targets[b, t]:
+                    allowed[b, t, item - 1] = False
+    return allowed
+
+
+def numpy_log_softmax(hidden, table, allowed):
+    """[batch, L, N] log-softmax over the allowed items 1..N (-inf elsewhere)."""
+    logits = np.where(allowed, (hidden @ table.T)[..., 1:], -np.inf)  # the padding column is no class
     shifted = logits - logits.max(-1, keepdims=True)
-    log_probs = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+    return shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+
+
+def numpy_full_softmax(hidden, targets, table, label_smoothing=0.0, history=None):
+    """Mean cross-entropy against (1 - s) x one-hot + s / (classes) over the allowed items."""
+    allowed = numpy_allowed(targets, table.shape[0] - 1, history)
+    log_probs = numpy_log_softmax(hidden, table, allowed)
     valid = targets != 0
     picked = np.take_along_axis(log_probs, np.maximum(targets - 1, 0)[..., None], axis=-1)[..., 0]
-    per_position = (1.0 - label_smoothing) * picked + label_smoothing * log_probs.mean(-1)
+    class_mean = np.where(allowed, log_probs, 0.0).sum(-1) / allowed.sum(-1)
+    per_position = (1.0 - label_smoothing) * picked + label_smoothing * class_mean
     return -per_position[valid].sum() / valid.sum()
 
 
@@ -66,6 +85,42 @@ def test_accidental_hits_are_masked(case, label_smoothing):
     assert with_hit.numpy() == pytest.approx(without.numpy(), rel=1e-6)
 
 
+def window_of(targets):
+    """The inputs whose next items are ``targets``: each row shifted right by one, an arbitrary first item,
+    one repeat of a later target (so a seen item is also some position's target)."""
+    history = np.zeros_like(targets)
+    history[:, 1:] = targets[:, :-1]
+    history[:, 0] = np.where(targets[:, 0] != 0, 7, 0)
+    history[2, 1] = targets[2, 3]
+    return history
+
+
+def test_seen_items_by_hand():
+    history = tf.constant([[0, 4, 2, 6], [3, 5, 3, 8]])
+    targets = tf.constant([[0, 2, 6, 9], [5, 3, 8, 1]])
+    expected = [
+        [[0, 0, 0, 0], [0, 4, 0, 0], [0, 4, 2, 0], [0, 4, 2, 6]],
+        [[3, 0, 0, 0], [0, 5, 0, 0], [3, 5, 3, 0], [3, 5, 3, 8]],  # target 3 at t = 1 is not left out
+    ]
+    np.testing.assert_array_equal(losses.seen_items(history, targets).numpy(), expected)
+
+
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.2])
+def test_history_leaves_the_softmax_as_numpy_says_and_sampled_agrees_with_every_item(case, label_smoothing):
+    hidden, targets, table = case
+    history = window_of(targets)
+    arguments = (tf.constant(hidden), tf.constant(targets), tf.constant(table))
+    full = losses.full_softmax_loss(*arguments, label_smoothing=label_smoothing, history=tf.constant(history)).numpy()
+    expected = numpy_full_softmax(hidden.astype(np.float64), targets, table.astype(np.float64), label_smoothing, history)
+    assert full == pytest.approx(expected, rel=1e-5)
+    # Leaving classes out changes the loss: the test can tell the two apart.
+    assert full != pytest.approx(losses.full_softmax_loss(*arguments, label_smoothing=label_smoothing).numpy(), rel=1e-3)
+    shuffled_items = tf.constant(np.random.default_rng(1).permutation(np.arange(1, table.shape[0])).astype(np.int32))
+    sampled = losses.sampled_softmax_loss(
+        *arguments, shuffled_items, label_smoothing=label_smoothing, history=tf.constant(history)).numpy()
+    assert sampled == pytest.approx(full, rel=1e-5)
+
+
 def test_padding_positions_do_not_count(case):
     hidden, targets, table = case
     changed = hidden.copy()
@@ -109,15 +164,14 @@ def test_sampled_log_probabilities_are_exact_with_every_item_once_and_unbiased_i
     np.testing.assert_allclose(mean_ratio, np.exp(-exact[valid]) - 1, rtol=0.1)
 
 
-def numpy_full_softmax_gradients(hidden, targets, table, label_smoothing=0.0):
+def numpy_full_softmax_gradients(hidden, targets, table, label_smoothing=0.0, history=None):
     """d loss / d hidden and d loss / d table of numpy_full_softmax, by hand: softmax - smoothed one_hot."""
     valid = targets != 0
     h = hidden[valid]
-    logits = h @ table[1:].T
-    probs = np.exp(logits - logits.max(-1, keepdims=True))
-    probs /= probs.sum(-1, keepdims=True)
+    allowed = numpy_allowed(targets, table.shape[0] - 1, history)[valid]
+    probs = np.exp(numpy_log_softmax(h, table, allowed))
     probs[np.arange(len(h)), targets[valid] - 1] -= 1.0 - label_smoothing
-    probs -= label_smoothing / logits.shape[-1]
+    probs -= label_smoothing * allowed / allowed.sum(-1, keepdims=True)
     probs /= len(h)
     hidden_grad = np.zeros_like(hidden)
     hidden_grad[valid] = probs @ table[1:]
@@ -142,14 +196,17 @@ def test_target_log_probability_gradients_match_numpy_and_skip_padding(case):
 
 
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.2])
-def test_full_softmax_gradients_match_numpy(case, label_smoothing):
+@pytest.mark.parametrize("with_history", [False, True])
+def test_full_softmax_gradients_match_numpy(case, label_smoothing, with_history):
     hidden, targets, table = case
+    history = window_of(targets) if with_history else None
     hidden_t, table_t = tf.Variable(hidden), tf.Variable(table)
     with tf.GradientTape() as tape:
-        loss = losses.full_softmax_loss(hidden_t, tf.constant(targets), table_t, label_smoothing=label_smoothing)
+        loss = losses.full_softmax_loss(hidden_t, tf.constant(targets), table_t, label_smoothing=label_smoothing,
+                                        history=None if history is None else tf.constant(history))
     hidden_grad, table_grad = tape.gradient(loss, [hidden_t, table_t])
     expected_hidden, expected_table = numpy_full_softmax_gradients(
-        hidden.astype(np.float64), targets, table.astype(np.float64), label_smoothing)
+        hidden.astype(np.float64), targets, table.astype(np.float64), label_smoothing, history)
     np.testing.assert_allclose(hidden_grad.numpy(), expected_hidden, atol=1e-6)
     np.testing.assert_allclose(tf.convert_to_tensor(table_grad).numpy(), expected_table, atol=1e-6)
 

@@ -12,12 +12,21 @@ evenly over every class of the softmax (the N items, or the positive and the
 shared negatives that are not accidental hits): the loss is
 (1 - s) * -log p(target) + s * mean over classes of -log p(class).
 
+``history`` [batch, L] (optional) is the window the hidden states were computed
+from: with it, each position's softmax leaves out the items the window holds at
+or before that position, except its target (:func:`seen_items`). The evaluation
+masks a user's history, so a score trained for a seen item is never used; the
+loss stops asking the model to rank seen items below the unseen ones they
+resemble. Smoothing then spreads over the classes left.
+
 ``compute_dtype`` is the dtype of the products that score items (bfloat16 under
 ``--precision=mixed_bfloat16``, as a mixed-precision Dense layer computes its
 logits); softmaxes, log-probabilities and losses are float32 whatever it is.
 """
 
 from __future__ import annotations
+
+from typing import Optional
 
 import tensorflow as tf
 
@@ -27,10 +36,41 @@ from tf_autosam.distribution import global_mean
 _EXCLUDED_LOGIT = -1e9
 
 
-def _targeted(hidden: tf.Tensor, targets: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """[n, d] hidden states and [n] targets of the n positions that have a target."""
+def seen_items(history: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
+    """[batch, L, L]: at [b, t], the item ids of ``history[b]`` at positions <= t other than ``targets[b, t]``
+    (padding elsewhere): what position t's softmax leaves out."""
+    length = tf.shape(history)[1]
+    at_or_before = tf.linalg.band_part(tf.ones([length, length], tf.bool), -1, 0)
+    window = tf.broadcast_to(history[:, tf.newaxis, :], [tf.shape(history)[0], length, length])
+    seen = at_or_before & tf.not_equal(window, PADDING_ID) & tf.not_equal(window, targets[..., tf.newaxis])
+    return tf.where(seen, window, PADDING_ID)
+
+
+def _targeted(
+    hidden: tf.Tensor, targets: tf.Tensor, history: Optional[tf.Tensor] = None
+) -> tuple[tf.Tensor, tf.Tensor, Optional[tf.Tensor]]:
+    """[n, d] hidden states, [n] targets and (given a history) [n, L] seen items of the n positions that
+    have a target."""
     has_target = tf.not_equal(targets, PADDING_ID)
-    return tf.boolean_mask(hidden, has_target), tf.boolean_mask(targets, has_target)
+    seen = None if history is None else tf.boolean_mask(seen_items(history, targets), has_target)
+    return tf.boolean_mask(hidden, has_target), tf.boolean_mask(targets, has_target), seen
+
+
+def _seen_classes(seen: tf.Tensor, num_classes: tf.Tensor) -> tf.Tensor:
+    """[n, C] bool: class c = item c + 1 is among row n's seen items ([n, L], padding = none)."""
+    rows = tf.broadcast_to(tf.range(tf.shape(seen)[0])[:, tf.newaxis], tf.shape(seen))
+    real = tf.not_equal(seen, PADDING_ID)
+    indices = tf.stack([tf.boolean_mask(rows, real), tf.boolean_mask(seen, real) - (PADDING_ID + 1)], axis=1)
+    hits = tf.scatter_nd(indices, tf.ones(tf.shape(indices)[:1], tf.int32), tf.stack([tf.shape(seen)[0], num_classes]))
+    return hits > 0
+
+
+def _seen_negatives(seen: tf.Tensor, negatives: tf.Tensor) -> tf.Tensor:
+    """[n, K] bool: negative k is among row n's seen items; a sorted search, so memory stays [n, K]."""
+    ordered = tf.sort(seen, axis=-1)
+    candidates = tf.broadcast_to(negatives[tf.newaxis, :], [tf.shape(seen)[0], tf.shape(negatives)[0]])
+    slot = tf.minimum(tf.searchsorted(ordered, candidates), tf.shape(seen)[1] - 1)
+    return tf.equal(tf.gather(ordered, slot, batch_dims=1), candidates)
 
 
 def _mean(per_position: tf.Tensor) -> tf.Tensor:
@@ -47,8 +87,12 @@ def _smoothed(target_loss: tf.Tensor, every_class_loss: tf.Tensor, label_smoothi
     return (1.0 - label_smoothing) * target_loss + label_smoothing * every_class_loss
 
 
-def _softmax_cross_entropy(hidden: tf.Tensor, items: tf.Tensor, classes: tf.Tensor, label_smoothing: float = 0.0) -> tf.Tensor:
-    """[n] float32 cross-entropy of softmax(hidden @ items^T) against ``classes``, smoothed by ``label_smoothing``.
+def _softmax_cross_entropy(
+    hidden: tf.Tensor, items: tf.Tensor, classes: tf.Tensor, label_smoothing: float = 0.0,
+    excluded: Optional[tf.Tensor] = None,
+) -> tf.Tensor:
+    """[n] float32 cross-entropy of softmax(hidden @ items^T) against ``classes``, smoothed by ``label_smoothing``,
+    over the classes that ``excluded`` [n, C] (optional) leaves.
 
     ``hidden`` [n, d], ``items`` [C, d], ``classes`` [n] in 0..C-1; the three
     products run in the dtype of ``hidden`` and ``items``. One fused
@@ -62,6 +106,13 @@ def _softmax_cross_entropy(hidden: tf.Tensor, items: tf.Tensor, classes: tf.Tens
     @tf.custom_gradient
     def cross_entropy(hidden: tf.Tensor, items: tf.Tensor):
         logits = tf.cast(tf.matmul(hidden, items, transpose_b=True), tf.float32)
+        if excluded is not None:
+            logits = tf.where(excluded, _EXCLUDED_LOGIT, logits)
+        # Each class's share of the smoothing: 1 / C, or [n, C] 1 / (classes left) on each class left.
+        spread = 1.0 / tf.cast(tf.shape(logits)[-1], tf.float32)
+        if label_smoothing and excluded is not None:
+            left = tf.cast(tf.logical_not(excluded), tf.float32)
+            spread = left / tf.reduce_sum(left, axis=-1, keepdims=True)
         probabilities = tf.nn.softmax(logits)
         picked = tf.gather(probabilities, classes, batch_dims=1)
         loss = -tf.math.log(tf.maximum(picked, _SMALLEST_PROBABILITY))
@@ -70,7 +121,8 @@ def _softmax_cross_entropy(hidden: tf.Tensor, items: tf.Tensor, classes: tf.Tens
             # - log(max p): the largest probability is >= 1/C, so it never underflows, and the
             # softmax above already holds it (no second exp pass over [n, C]).
             log_normaliser = tf.reduce_max(logits, axis=-1) - tf.math.log(tf.reduce_max(probabilities, axis=-1))
-            every_class = log_normaliser - tf.reduce_mean(logits, axis=-1)
+            mean_logit = tf.reduce_mean(logits, axis=-1) if excluded is None else tf.reduce_sum(logits * spread, axis=-1)
+            every_class = log_normaliser - mean_logit
             loss = _smoothed(loss, every_class, label_smoothing)
 
         def gradient(upstream: tf.Tensor):
@@ -78,7 +130,7 @@ def _softmax_cross_entropy(hidden: tf.Tensor, items: tf.Tensor, classes: tf.Tens
             target_weight = tf.fill(tf.shape(upstream), 1.0 - label_smoothing)
             logit_gradient = tf.tensor_scatter_nd_sub(probabilities, positions, target_weight)
             if label_smoothing:
-                logit_gradient -= label_smoothing / tf.cast(tf.shape(logits)[-1], tf.float32)
+                logit_gradient -= label_smoothing * spread
             logit_gradient = tf.cast(logit_gradient * upstream[:, tf.newaxis], hidden.dtype)
             # [d, C] then transposed: faster in bfloat16 than the [C, d] product with a transposed operand.
             items_gradient = tf.transpose(tf.matmul(hidden, logit_gradient, transpose_a=True))
@@ -90,26 +142,29 @@ def _softmax_cross_entropy(hidden: tf.Tensor, items: tf.Tensor, classes: tf.Tens
 
 
 def _catalogue_cross_entropy(
-    hidden: tf.Tensor, targets: tf.Tensor, item_table: tf.Tensor, compute_dtype: tf.DType, label_smoothing: float = 0.0
+    hidden: tf.Tensor, targets: tf.Tensor, item_table: tf.Tensor, compute_dtype: tf.DType, label_smoothing: float = 0.0,
+    seen: Optional[tf.Tensor] = None,
 ) -> tf.Tensor:
-    """[n] full-softmax cross-entropy over items 1..N of ``hidden`` [n, d], ``targets`` [n] in 1..N.
+    """[n] full-softmax cross-entropy over items 1..N of ``hidden`` [n, d], ``targets`` [n] in 1..N, without
+    the ``seen`` [n, L] items (optional).
 
     Row 0 of the table (padding) is left out of the product, so padding is never
     a class and its row gets no gradient.
     """
     rows = item_table[PADDING_ID + 1 :]
+    excluded = None if seen is None else _seen_classes(seen, tf.shape(rows)[0])
     return _softmax_cross_entropy(
-        tf.cast(hidden, compute_dtype), tf.cast(rows, compute_dtype), targets - (PADDING_ID + 1), label_smoothing
+        tf.cast(hidden, compute_dtype), tf.cast(rows, compute_dtype), targets - (PADDING_ID + 1), label_smoothing, excluded
     )
 
 
 def full_softmax_loss(
     hidden: tf.Tensor, targets: tf.Tensor, item_table: tf.Tensor, compute_dtype: tf.DType = tf.float32,
-    label_smoothing: float = 0.0,
+    label_smoothing: float = 0.0, history: Optional[tf.Tensor] = None,
 ) -> tf.Tensor:
     """Exact softmax cross-entropy over items 1..N (the padding id is never a class)."""
-    hidden, targets = _targeted(hidden, targets)
-    return _mean(_catalogue_cross_entropy(hidden, targets, item_table, compute_dtype, label_smoothing))
+    hidden, targets, seen = _targeted(hidden, targets, history)
+    return _mean(_catalogue_cross_entropy(hidden, targets, item_table, compute_dtype, label_smoothing, seen))
 
 
 def target_log_probabilities(
@@ -158,22 +213,25 @@ def sampled_target_log_probabilities(
 
 def sampled_softmax_loss(
     hidden: tf.Tensor, targets: tf.Tensor, item_table: tf.Tensor, negatives: tf.Tensor, compute_dtype: tf.DType = tf.float32,
-    label_smoothing: float = 0.0,
+    label_smoothing: float = 0.0, history: Optional[tf.Tensor] = None,
 ) -> tf.Tensor:
-    """Softmax over [positive, shared negatives]; a negative equal to the positive is masked.
+    """Softmax over [positive, shared negatives]; a negative equal to the positive (or, given a history,
+    to a seen item) is masked.
 
     ``negatives`` [num_negatives] item ids shared by the whole batch. Given every
     item 1..N as negatives this equals :func:`full_softmax_loss` exactly, smoothed or not.
     """
-    hidden, targets = _targeted(hidden, targets)
+    hidden, targets, seen = _targeted(hidden, targets, history)
     positive = tf.reduce_sum(hidden * tf.gather(item_table, targets), axis=-1, keepdims=True)
     negative = _negative_logits(hidden, item_table, negatives, compute_dtype)
-    accidental_hit = tf.equal(targets[:, tf.newaxis], negatives[tf.newaxis, :])
-    negative = tf.where(accidental_hit, _EXCLUDED_LOGIT, negative)
+    masked = tf.equal(targets[:, tf.newaxis], negatives[tf.newaxis, :])
+    if seen is not None:
+        masked |= _seen_negatives(seen, negatives)
+    negative = tf.where(masked, _EXCLUDED_LOGIT, negative)
     log_probabilities = tf.nn.log_softmax(tf.concat([positive, negative], axis=-1), axis=-1)
     loss = -log_probabilities[:, 0]
     if label_smoothing:
-        classes = tf.concat([tf.ones_like(positive), tf.cast(tf.logical_not(accidental_hit), tf.float32)], axis=-1)
+        classes = tf.concat([tf.ones_like(positive), tf.cast(tf.logical_not(masked), tf.float32)], axis=-1)
         every_class = -tf.reduce_sum(log_probabilities * classes, axis=-1) / tf.reduce_sum(classes, axis=-1)
         loss = _smoothed(loss, every_class, label_smoothing)
     return _mean(loss)

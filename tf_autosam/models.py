@@ -40,7 +40,10 @@ class SequentialRecommender(tf.keras.Model):
     # Quantities a training step reports; Keras shows and logs their epoch means.
     LOGGED = ("loss",)
 
-    def __init__(self, backbone: Backbone, num_negatives: int, seed: int, label_smoothing: float = 0.0, **kwargs):
+    def __init__(
+        self, backbone: Backbone, num_negatives: int, seed: int, label_smoothing: float = 0.0,
+        loss_excludes_history: bool = False, **kwargs,
+    ):
         super().__init__(**kwargs)
         self.backbone = backbone
         self.num_items = backbone.num_items
@@ -48,6 +51,7 @@ class SequentialRecommender(tf.keras.Model):
         self.num_negatives = num_negatives if 0 < num_negatives < self.num_items else 0
         self.seed = seed
         self.label_smoothing = label_smoothing
+        self.loss_excludes_history = loss_excludes_history
         # Epoch counter kept in the graph (set by ``training.EpochTracker``) for epoch schedules.
         self.epoch = tf.Variable(0, trainable=False, dtype=tf.int64, name="epoch")
         self.trackers = {name: tf.keras.metrics.Mean(name=name) for name in self.LOGGED}
@@ -112,12 +116,15 @@ class SequentialRecommender(tf.keras.Model):
         examples (the sampler's actions, a training pass's dropout masks: ``layers.dropout``)."""
         return replica_seed(self.step_seed(stream))
 
-    def next_item_loss(self, hidden: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
+    def next_item_loss(self, hidden: tf.Tensor, targets: tf.Tensor, inputs: tf.Tensor) -> tf.Tensor:
+        """The training loss of ``hidden`` computed from the window ``inputs`` (``losses``: the history it holds
+        leaves the softmax with ``loss_excludes_history``)."""
         table = self.backbone.item_table
+        history = inputs if self.loss_excludes_history else None
         if self.num_negatives == 0:
-            return losses.full_softmax_loss(hidden, targets, table, self.compute_dtype, self.label_smoothing)
+            return losses.full_softmax_loss(hidden, targets, table, self.compute_dtype, self.label_smoothing, history)
         negatives = losses.uniform_negatives(self.num_negatives, self.num_items, self.step_seed())
-        return losses.sampled_softmax_loss(hidden, targets, table, negatives, self.compute_dtype, self.label_smoothing)
+        return losses.sampled_softmax_loss(hidden, targets, table, negatives, self.compute_dtype, self.label_smoothing, history)
 
     def target_log_probabilities(self, hidden: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
         """[batch, L] log P(target): exact, or estimated from this step's shared negatives when sampling."""
@@ -130,7 +137,8 @@ class SequentialRecommender(tf.keras.Model):
     def train_step(self, data):
         inputs, targets = data
         with self.seeded_by(inputs), tf.GradientTape() as tape:
-            loss = self.next_item_loss(self.backbone(inputs, dropout_seed=self.replica_step_seed(RECOMMENDER_DROPOUT)), targets)
+            hidden = self.backbone(inputs, dropout_seed=self.replica_step_seed(RECOMMENDER_DROPOUT))
+            loss = self.next_item_loss(hidden, targets, inputs)
         self.optimizer.minimize(loss, self.trainable_variables, tape=tape)
         self.update_weight_average()
         return self.track({"loss": loss})
@@ -173,7 +181,9 @@ class AutoSAMRecommender(SequentialRecommender):
     )
 
     def __init__(self, backbone: Backbone, sampler: BehaviourSampler, config: TrainerConfig, **kwargs):
-        super().__init__(backbone, config.num_negatives, config.seed, config.label_smoothing, **kwargs)
+        super().__init__(
+            backbone, config.num_negatives, config.seed, config.label_smoothing, config.loss_excludes_history, **kwargs
+        )
         self.sampler = sampler
         self.settings = config
         self.sampler_optimizer = _sampler_optimizer(config)
@@ -235,8 +245,8 @@ class AutoSAMRecommender(SequentialRecommender):
         return compacted if static or self.settings.jit_compile else _trim_to_longest(*compacted)
 
     def _compacted_pass(self, inputs: tf.Tensor, keep: tf.Tensor, targets: tf.Tensor, training: bool) -> tuple[tf.Tensor, ...]:
-        """The backbone over the kept behaviours: trimmed hidden states, the targets trained on, and
-        log P(target) of every kept item (the rewards score them all).
+        """The backbone over the kept behaviours: trimmed hidden states, the trimmed compacted items, the
+        targets trained on, and log P(target) of every kept item (the rewards score them all).
 
         A kept item's prediction is trained where the window trains its slot:
         every real slot, or only the new ones with ``new_targets_only``.
@@ -246,7 +256,7 @@ class AutoSAMRecommender(SequentialRecommender):
         trained_targets = tf.where(trained, kept.targets, PADDING_ID)
         items, positions, kept_targets, trained_targets = self._trim(kept.items, kept.positions, kept.targets, trained_targets)
         hidden = self.backbone(items, positions, dropout_seed=self.replica_step_seed(RECOMMENDER_DROPOUT) if training else None)
-        return hidden, trained_targets, self.target_log_probabilities(hidden, kept_targets)
+        return hidden, items, trained_targets, self.target_log_probabilities(hidden, kept_targets)
 
     def full_window_pass(self, inputs: tf.Tensor, targets: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """Hidden states [batch, L, d] and log P(next item) [batch, L] of the full window, without dropout.
@@ -279,20 +289,20 @@ class AutoSAMRecommender(SequentialRecommender):
             fed = self.decided_keep(inputs, probability >= 0.5)
         elif settings.recommender_input == "full_kept_targets":
             loss_targets = _kept_targets(targets, self.decided_keep(inputs, probability >= 0.5))
-        hidden, trained_targets, trimmed_logp = self._compacted_pass(inputs, fed, loss_targets, training=True)
-        if self.num_negatives == 0 and not self.label_smoothing:
+        hidden, fed_items, trained_targets, trimmed_logp = self._compacted_pass(inputs, fed, loss_targets, training=True)
+        if self.num_negatives == 0 and not self.label_smoothing and not self.loss_excludes_history:
             # The full-softmax loss is the mean of the log-probabilities the rewards use: no second softmax.
             trained = tf.cast(tf.not_equal(trained_targets, PADDING_ID), tf.float32)
             recommendation_loss = -global_mean(tf.reduce_sum(trimmed_logp * trained), tf.reduce_sum(trained))
         else:
-            recommendation_loss = self.next_item_loss(hidden, trained_targets)
+            recommendation_loss = self.next_item_loss(hidden, trained_targets, fed_items)
         actions = tf.cast(keep, tf.float32)
         if settings.lambda1 == 0:
             future = tf.zeros_like(actions)
         else:
             if settings.recommender_input != "sampled":
                 # The future reward scores the sampled actions: they need their own (no-gradient) compacted pass.
-                _, _, trimmed_logp = self._compacted_pass(inputs, keep, targets, training=False)
+                trimmed_logp = self._compacted_pass(inputs, keep, targets, training=False)[-1]
             compacted_logp = _left_pad_to(tf.stop_gradient(trimmed_logp), tf.shape(inputs)[1])
             future = rewards.future_prediction_reward(
                 actions, probability, full_logp, compacted_logp, rewards.keep_threshold(self.epoch), settings.gamma
@@ -391,7 +401,8 @@ def build_recommender(config: TrainerConfig, num_items: int) -> SequentialRecomm
             model = AutoSAMRecommender(backbone, sampler, config, name="autosam")
         else:
             model = SequentialRecommender(
-                backbone, config.num_negatives, config.seed, config.label_smoothing, name=f"{config.backbone}_recommender"
+                backbone, config.num_negatives, config.seed, config.label_smoothing, config.loss_excludes_history,
+                name=f"{config.backbone}_recommender",
             )
     finally:
         tf.keras.mixed_precision.set_global_policy(previous_policy)
