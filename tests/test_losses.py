@@ -121,6 +121,21 @@ def test_history_leaves_the_softmax_as_numpy_says_and_sampled_agrees_with_every_
     assert sampled == pytest.approx(full, rel=1e-5)
 
 
+@pytest.mark.parametrize("sampled", [False, True])
+def test_history_exclusion_compiles_with_xla_to_the_same_loss(case, sampled):
+    """``--jit_compile`` needs static shapes: the seen-item masks must not derive a shape from values."""
+    hidden, targets, table = case
+    arguments = (tf.constant(hidden), tf.constant(targets), tf.constant(table))
+    history = tf.constant(window_of(targets))
+
+    def loss():
+        if sampled:
+            return losses.sampled_softmax_loss(*arguments, tf.range(1, table.shape[0]), label_smoothing=0.1, history=history)
+        return losses.full_softmax_loss(*arguments, label_smoothing=0.1, history=history)
+
+    assert float(tf.function(loss, jit_compile=True)()) == pytest.approx(float(loss()), rel=1e-6)
+
+
 def test_padding_positions_do_not_count(case):
     hidden, targets, table = case
     changed = hidden.copy()

@@ -56,19 +56,23 @@ def _targeted(
     return tf.boolean_mask(hidden, has_target), tf.boolean_mask(targets, has_target), seen
 
 
-def _seen_classes(seen: tf.Tensor, num_classes: tf.Tensor) -> tf.Tensor:
-    """[n, C] bool: class c = item c + 1 is among row n's seen items ([n, L], padding = none)."""
-    rows = tf.broadcast_to(tf.range(tf.shape(seen)[0])[:, tf.newaxis], tf.shape(seen))
-    real = tf.not_equal(seen, PADDING_ID)
-    indices = tf.stack([tf.boolean_mask(rows, real), tf.boolean_mask(seen, real) - (PADDING_ID + 1)], axis=1)
-    hits = tf.scatter_nd(indices, tf.ones(tf.shape(indices)[:1], tf.int32), tf.stack([tf.shape(seen)[0], num_classes]))
-    return hits > 0
+def _class_mask(class_ids: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+    """[n, C] bool, True at the classes that ``class_ids`` [n, L] names (-1 = none).
+
+    Scattered into a tensor shaped like ``logits`` (padding ids into an extra
+    column, cut off after), so XLA sees no shape computed from values.
+    """
+    rows = tf.broadcast_to(tf.range(tf.shape(class_ids)[0])[:, tf.newaxis], tf.shape(class_ids))
+    columns = tf.where(class_ids >= 0, class_ids, tf.shape(logits)[1])
+    hits = tf.pad(tf.zeros_like(logits, dtype=tf.int32), [[0, 0], [0, 1]])
+    hits = tf.tensor_scatter_nd_max(hits, tf.stack([rows, columns], axis=-1), tf.ones_like(class_ids))
+    return hits[:, :-1] > 0
 
 
 def _seen_negatives(seen: tf.Tensor, negatives: tf.Tensor) -> tf.Tensor:
     """[n, K] bool: negative k is among row n's seen items; a sorted search, so memory stays [n, K]."""
     ordered = tf.sort(seen, axis=-1)
-    candidates = tf.broadcast_to(negatives[tf.newaxis, :], [tf.shape(seen)[0], tf.shape(negatives)[0]])
+    candidates = tf.zeros_like(seen[:, :1]) + negatives[tf.newaxis, :]  # [n, K], no shape from values (XLA)
     slot = tf.minimum(tf.searchsorted(ordered, candidates), tf.shape(seen)[1] - 1)
     return tf.equal(tf.gather(ordered, slot, batch_dims=1), candidates)
 
@@ -89,10 +93,10 @@ def _smoothed(target_loss: tf.Tensor, every_class_loss: tf.Tensor, label_smoothi
 
 def _softmax_cross_entropy(
     hidden: tf.Tensor, items: tf.Tensor, classes: tf.Tensor, label_smoothing: float = 0.0,
-    excluded: Optional[tf.Tensor] = None,
+    excluded_classes: Optional[tf.Tensor] = None,
 ) -> tf.Tensor:
     """[n] float32 cross-entropy of softmax(hidden @ items^T) against ``classes``, smoothed by ``label_smoothing``,
-    over the classes that ``excluded`` [n, C] (optional) leaves.
+    over the classes that ``excluded_classes`` [n, L] (optional; class ids, -1 = none) leaves.
 
     ``hidden`` [n, d], ``items`` [C, d], ``classes`` [n] in 0..C-1; the three
     products run in the dtype of ``hidden`` and ``items``. One fused
@@ -106,6 +110,7 @@ def _softmax_cross_entropy(
     @tf.custom_gradient
     def cross_entropy(hidden: tf.Tensor, items: tf.Tensor):
         logits = tf.cast(tf.matmul(hidden, items, transpose_b=True), tf.float32)
+        excluded = None if excluded_classes is None else _class_mask(excluded_classes, logits)
         if excluded is not None:
             logits = tf.where(excluded, _EXCLUDED_LOGIT, logits)
         # Each class's share of the smoothing: 1 / C, or [n, C] 1 / (classes left) on each class left.
@@ -152,9 +157,10 @@ def _catalogue_cross_entropy(
     a class and its row gets no gradient.
     """
     rows = item_table[PADDING_ID + 1 :]
-    excluded = None if seen is None else _seen_classes(seen, tf.shape(rows)[0])
+    excluded_classes = None if seen is None else seen - (PADDING_ID + 1)  # padding becomes -1: none
     return _softmax_cross_entropy(
-        tf.cast(hidden, compute_dtype), tf.cast(rows, compute_dtype), targets - (PADDING_ID + 1), label_smoothing, excluded
+        tf.cast(hidden, compute_dtype), tf.cast(rows, compute_dtype), targets - (PADDING_ID + 1), label_smoothing,
+        excluded_classes,
     )
 
 
